@@ -1,0 +1,96 @@
+"""The book's figures: one style, orbit (bifurcation) diagrams, Lyapunov-exponent curves.
+
+Functions draw on a given ``matplotlib`` axis and return it, so chapters compose them into
+their own figure layouts. They accept tensors or arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib as mpl
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+
+__all__ = ["use_book_style", "orbit_diagram", "lyapunov_curve", "to_numpy"]
+
+BOOK_STYLE = {
+    "figure.figsize": (7.0, 3.6),
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.size": 10,
+    "legend.frameon": False,
+}
+
+
+def use_book_style() -> None:
+    """Apply the book's matplotlib style (called in each chapter's first cell)."""
+    mpl.rcParams.update(BOOK_STYLE)
+
+
+def to_numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def orbit_diagram(
+    ax: Axes,
+    params,
+    values,
+    *,
+    color: str = "k",
+    size: float = 0.05,
+    alpha: float = 0.5,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+) -> Axes:
+    """Scatter steady-state samples ``values`` of shape ``(P, ...)`` against ``params`` (P,).
+
+    Every sample that belongs to parameter ``params[i]`` (all initial states, all kept steps)
+    is drawn at abscissa ``params[i]``: fixed points show as single curves, cycles of period
+    k as k branches, chaos as filled bands.
+    """
+    p = to_numpy(params).reshape(-1)
+    v = to_numpy(values)
+    if v.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"values must have params' length {p.shape[0]} as first dimension, got {v.shape}"
+        )
+    v = v.reshape(p.shape[0], -1)
+    xs = np.repeat(p, v.shape[1])
+    ax.scatter(xs, v.reshape(-1), s=size, c=color, alpha=alpha, linewidths=0, rasterized=True)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    return ax
+
+
+def lyapunov_curve(
+    ax: Axes,
+    params,
+    exponents,
+    *,
+    labels: Sequence[str] | None = None,
+    xlabel: str | None = None,
+    ylabel: str = "Lyapunov exponent (nats/step)",
+) -> Axes:
+    """Plot Lyapunov exponents ``(P,)`` or ``(P, k)`` against ``params`` with a zero line."""
+    p = to_numpy(params).reshape(-1)
+    e = to_numpy(exponents).reshape(p.shape[0], -1)
+    for j in range(e.shape[1]):
+        label = labels[j] if labels is not None else (f"$\\lambda_{j + 1}$" if e.shape[1] > 1 else None)
+        ax.plot(p, e[:, j], lw=0.8, label=label)
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if e.shape[1] > 1 or labels is not None:
+        ax.legend()
+    return ax
