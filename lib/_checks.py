@@ -6,7 +6,6 @@ input never turns into a silent NaN further down a computation.
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 from typing import Sequence
 
@@ -96,5 +95,3 @@ def check_positive_real(name: str, value) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-def is_close_int(x: float) -> bool:  # pragma: no cover - tiny helper
-    return math.isclose(x, round(x))
