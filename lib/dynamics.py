@@ -110,8 +110,9 @@ def jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
     and row i of the Jacobian is read off copy i in a single backward pass, so ``step`` is
     called once per batch and keeps its own broadcasting (batched parameters of shape
     ``(P, 1, Nθ)``, say). ``benchmarks/bench_jacobians.py`` compares this with
-    ``torch.func.jacrev``/``jacfwd`` under ``vmap``, which pay a large per-call overhead on
-    the small maps of this book. Returns the next states ``(..., Nx)`` and the Jacobians
+    ``torch.func.jacrev``/``jacfwd`` under ``vmap``: on the small maps of this book (a few
+    state variables, the per-call overhead dominates) it is 2.5-9x faster; for wide states
+    and large batches (Nx = 32, 256 states) torch.func is about 1.4x faster. Returns the next states ``(..., Nx)`` and the Jacobians
     ``(..., Nx, Nx)`` (output index first).
     """
     nx = x.shape[-1]
