@@ -61,9 +61,11 @@ def test_sum_of_exponents_is_mean_log_det():
     theta = torch.tensor([-1., -4, -3, -2, -2, 6, 0, -6, -1, -6, 6, -9, 4, 1, -9, -7])
     step = model.autonomous(theta)
     x0 = torch.full((4,), 0.5)
-    n = 600
-    exps = lyapunov_spectrum(step, x0, n, n_transient=50)
-    orbit = torch.cat([simulate(step, x0, 50)[-1:], simulate(step, x0, n - 1, n_transient=50)])
+    # The map is chaotic: two computations of the orbit that differ in rounding (batched
+    # or not) part like e^(0.17 t), so the comparison stays within ~100 steps.
+    n = 100
+    exps = lyapunov_spectrum(step, x0, n, n_transient=20)
+    orbit = torch.cat([simulate(step, x0, 20)[-1:], simulate(step, x0, n - 1, n_transient=20)])
     _, J = jacobian(step, orbit)
     mean_logdet = torch.linalg.slogdet(J).logabsdet.mean()
     assert exps.sum().item() == pytest.approx(mean_logdet.item(), abs=1e-9)
