@@ -8,10 +8,19 @@ STAMP := $(VENV)/.installed
 JOBS ?= 2
 # A non-interactive matplotlib backend in the environment drops every plot from the pages.
 unexport MPLBACKEND
+# The book's tensors are small: one thread per process. Two pytest workers, each with a
+# kernel of its own, oversubscribe 2 cores otherwise, and small operations slowed down
+# many times over (measured on the derivative-recursion chapter: 153 s -> 48 s).
+export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup book test lab clean benchmarks chapter-times
+# MathJax and the Jupyter widget manager, from the npm registry, served by the built site
+# (offline reading; see tools/web_assets.py).
+WEB := $(VENV)/share/book-web/installed.json
+CHROMIUM ?= /usr/bin/chromium
 
-setup: $(STAMP)
+.PHONY: setup book test lab clean benchmarks chapter-times browser
+
+setup: $(STAMP) $(WEB)
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,18 +30,37 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (book)" >/dev/null
 	touch $(STAMP)
 
-book: $(STAMP)
+$(WEB): tools/web_assets.py | $(STAMP)
+	$(PY) tools/web_assets.py $(dir $(WEB))
+	touch $(WEB)
+
+# Debian's Chromium for the browser test (tests/test_site.py), installed when missing and
+# running as root; otherwise the test says how to install it (and fails under CI).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+book: $(STAMP) $(WEB)
 	set -o pipefail; $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+# Two runs: the lib tests and every chapter (nbval, which also saves the executed notebooks
+# to _build/executed), then the browser test on the site built from those notebooks.
+test: $(STAMP) $(WEB) browser
 	@$(VENV)/bin/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=180 --timeout=900 tests book; rc=$$?; \
+	  --nbval-cell-timeout=180 --timeout=900 --ignore=tests/test_site.py tests book; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the test setup is broken" >&2; fi; \
-	  exit $$rc
+	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	  $(VENV)/bin/pytest --timeout=900 -rs -s tests/test_site.py
 
+# JupyterLab with jupytext: the .md chapters open as notebooks on a double click
+# (tools/jupyterlab-overrides.json makes "Jupytext Notebook" their default viewer).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab book
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp tools/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) book
 
 benchmarks: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -9,21 +9,41 @@ under ``tests/``).
 It also sums the time of each chapter (kernel start and every cell) and fails the session
 when a chapter takes longer than ``CHAPTER_TIME_LIMIT`` seconds (default 180: the book's
 budget of 3 minutes per chapter on 2 cores).
+
+When every cell of a chapter has run without error, the plugin saves the executed notebook
+(the outputs nbval received, and the widget state the kernel announced over its comm
+channel, as nbclient records it) to ``_build/executed/book/<chapter>.ipynb``, tagged with
+the SHA-256 of the chapter's source. ``tools/build_site.py`` builds the site for the browser
+test from these notebooks, so ``make test`` executes each chapter once, not twice.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections import defaultdict
 from pathlib import Path
 
 import jupytext
+import nbformat
 import nbval.plugin as nbval_plugin
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 CHAPTER_TIME_LIMIT = float(os.environ.get("CHAPTER_TIME_LIMIT", "180"))
+EXECUTED = ROOT / "_build" / "executed"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def source_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def executed_path(path: Path) -> Path:
+    """Where the executed notebook of chapter ``path`` is saved."""
+    return EXECUTED / path.resolve().relative_to(ROOT).with_suffix(".ipynb")
 
 
 def is_chapter(path: Path) -> bool:
@@ -38,17 +58,96 @@ class MarkdownNotebook(nbval_plugin.IPyNbFile):
     """nbval's notebook collector, fed by jupytext instead of nbformat."""
 
     def collect(self):
+        self.cell_items = []
+        # Hash the source now: an edit while the chapter runs must not pass as executed.
+        self.source_sha256 = source_digest(Path(self.fspath))
+        self.widget_state: dict[str, dict] = {}
+        self.widget_buffers: dict[str, dict] = {}
         original = nbval_plugin.nbformat.read
         nbval_plugin.nbformat.read = lambda path, as_version=4: jupytext.read(path)
         try:
-            yield from super().collect()
+            for item in super().collect():
+                self.cell_items.append(item)
+                yield item
         finally:
             nbval_plugin.nbformat.read = original
+
+    def get_kernel_message(self, timeout=None, stream="iopub"):
+        msg = super().get_kernel_message(timeout=timeout, stream=stream)
+        if msg["msg_type"] in ("comm_open", "comm_msg"):
+            self.record_widget(msg)
+        return msg
+
+    def record_widget(self, msg) -> None:
+        """Keep the state of each widget model, as nbclient does for ``store_widget_state``."""
+        content = msg["content"]
+        data = content.get("data") or {}
+        if "state" not in data:  # custom messages carry no state
+            return
+        comm_id = content["comm_id"]
+        self.widget_state.setdefault(comm_id, {}).update(data["state"])
+        paths = data.get("buffer_paths") or []
+        for path, buffer in zip(paths, msg.get("buffers") or []):
+            self.widget_buffers.setdefault(comm_id, {})[tuple(path)] = {
+                "data": base64.b64encode(bytes(buffer)).decode("ascii"),
+                "encoding": "base64",
+                "path": path,
+            }
+
+    def teardown(self):
+        try:
+            self.save_executed()
+        finally:
+            super().teardown()
+
+    def save_executed(self) -> None:
+        """Write the executed notebook if every cell of the chapter ran and passed."""
+        target = executed_path(Path(self.fspath))
+        plugin = self.config.pluginmanager.get_plugin("book-chapters")
+        items = getattr(self, "cell_items", [])
+        complete = (
+            items
+            and not self.timed_out
+            and all(hasattr(item, "test_outputs") for item in items)
+            and not (plugin and plugin.failed.intersection(item.nodeid for item in items))
+        )
+        if not complete:
+            target.unlink(missing_ok=True)
+            return
+        for count, item in enumerate(items, start=1):
+            item.cell.outputs = list(item.test_outputs)
+            item.cell.execution_count = count
+            for out in item.cell.outputs:
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = count
+        state = {
+            comm_id: {
+                "model_name": s["_model_name"],
+                "model_module": s["_model_module"],
+                "model_module_version": s["_model_module_version"],
+                "state": s,
+                **({"buffers": list(self.widget_buffers[comm_id].values())}
+                   if comm_id in self.widget_buffers else {}),
+            }
+            for comm_id, s in self.widget_state.items()
+            if "_model_name" in s
+        }
+        if state:
+            self.nb.metadata["widgets"] = {
+                WIDGET_STATE: {"state": state, "version_major": 2, "version_minor": 0}
+            }
+        self.nb.metadata["book_executed"] = {"source_sha256": self.source_sha256}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            nbformat.write(self.nb, fh)
+        os.replace(tmp, target)
 
 
 class ChapterPlugin:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.failed: set[str] = set()
 
     def pytest_collect_file(self, file_path: Path, parent):
         opt = parent.config.option
@@ -60,6 +159,8 @@ class ChapterPlugin:
         path = report.nodeid.split("::")[0]
         if path.endswith(".md"):
             self.seconds[path] += report.duration
+            if report.failed:
+                self.failed.add(report.nodeid)
 
     def pytest_terminal_summary(self, terminalreporter):
         if not self.seconds:

@@ -1,0 +1,215 @@
+"""Sphinx extension of the book (loaded through ``sphinx.local_extensions`` in _config.yml).
+
+1. **Offline assets.** When ``tools/web_assets.py`` has installed MathJax and the Jupyter
+   widget manager (``make setup`` does), their files are copied into the built site's
+   ``_static`` folder and the pages load them from there instead of from a CDN, so equations
+   and saved widgets render without internet. The folder is ``$BOOK_WEB_ASSETS`` or
+   ``<venv>/share/book-web``; without it the pages fall back to the CDN (and the browser test,
+   which forbids any request to a non-local host, fails). Two fixes keep the browser console
+   clean: a shim maps the widget manager's MathJax 2 call onto MathJax 3
+   (``static/book-mathjax-shim.js``), and repeated script tags (sphinx-thebe 0.3 adds its
+   inline config twice: a ``const`` redeclared, a JavaScript error on every page) are dropped.
+   The default colour mode is light (pydata-sphinx-theme logs an error without one).
+
+2. **Exercise lists generated from the chapters.** The directive
+
+   ````
+   ```{exercise-list}
+   :chapters: book/entropy book/smoothness
+   ```
+   ````
+
+   scans the chapters of the table of contents (or only those named) for ``{exercise}``
+   directives and writes a list of links to them, grouped by chapter, in book order. Each
+   link is a ``{numref}`` to the exercise's ``:label:``, so the index cannot go stale: an
+   exercise added to a chapter appears on the next build, and a removed one disappears. An
+   ``{exercise}`` without a ``:label:`` is reported as a warning (an error under ``-W``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+MATHJAX_FILE = "mathjax/tex-chtml-full.js"
+WIDGETS_FILE = "jupyter-widgets/embed.js"
+
+# An {exercise} (or {exercise-start}) fence, then its option lines.
+EXERCISE_RE = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})\{exercise(?:-start)?\}[ \t]*(?P<title>[^\n]*)\n"
+    r"(?P<opts>(?:[ \t]*:[\w-]+:[^\n]*\n)*)(?P<body>.*?)^(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+# Markup that a one-line teaser cut out of an exercise could break.
+UNSAFE_TEASER = re.compile(r"[\[\]<>]")
+LABEL_RE = re.compile(r"^[ \t]*:label:[ \t]*(\S+)", re.MULTILINE)
+
+
+def web_assets_dir() -> Path:
+    return Path(os.environ.get("BOOK_WEB_ASSETS", Path(sys.prefix) / "share" / "book-web"))
+
+
+def use_local_assets(app: Sphinx, config) -> None:
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
+    # pydata-sphinx-theme logs a console error on a reader's first visit when no default
+    # colour mode is set; light keeps the figures (white backgrounds) readable.
+    config.html_context = {"default_mode": "light", **config.html_context}
+    assets = web_assets_dir()
+    if not ((assets / MATHJAX_FILE).is_file() and (assets / WIDGETS_FILE).is_file()):
+        logger.info(
+            f"[book] no offline web assets in {assets}; pages will load MathJax and the "
+            "widget manager from a CDN (run `python tools/web_assets.py` to install them)"
+        )
+        return
+    config.html_static_path = [*config.html_static_path, str(assets)]
+    config.mathjax_path = MATHJAX_FILE
+    # The standalone build of the widget manager: it bundles the standard widget models and
+    # renders every saved widget on the page when it loads; no require.js needed.
+    config.nb_ipywidgets_js = {WIDGETS_FILE: {}}
+
+
+def dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Drop repeated script tags (sphinx-thebe 0.3 adds its inline config twice, and the
+    second ``const THEBE_JS_URL`` is a JavaScript error on every page)."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, kept = set(), []
+    for js in scripts:
+        key = (str(getattr(js, "filename", js) or ""),
+               json.dumps(getattr(js, "attributes", {}), sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    scripts[:] = kept
+
+
+def chapter_docnames(env) -> list[str]:
+    """Docnames of the table of contents, in reading order."""
+    site_map = getattr(env, "external_site_map", None)
+    if site_map is None:
+        return sorted(env.found_docs)
+    order: list[str] = []
+
+    def walk(docname: str) -> None:
+        if docname in order or docname not in site_map:
+            return
+        order.append(docname)
+        for subtree in site_map[docname].subtrees:
+            for item in subtree.items:
+                if isinstance(item, str):
+                    walk(str(item))
+
+    walk(site_map.root.docname)
+    return order
+
+
+def markdown_text(path: Path) -> str:
+    """The text in which exercises can appear: a MyST file, or a notebook's markdown cells."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ipynb":
+        cells = json.loads(text).get("cells", [])
+        parts = []
+        for cell in cells:
+            if cell.get("cell_type") == "markdown":
+                src = cell.get("source", "")
+                parts.append("".join(src) if isinstance(src, list) else src)
+        text = "\n\n".join(parts)
+    return text + "\n"
+
+
+def teaser(body: str, limit: int = 100) -> str:
+    """The start of an exercise's first sentence, cut at a word boundary outside maths and
+    code; '' when it holds markup that a cut could break."""
+    text = " ".join(body.split())
+    for role in ("{glue", "{cite", "{foot"):  # glued values, citations and footnotes
+        if role in text:                      # belong to the chapter's own page
+            text = text[: text.index(role)].rstrip() + "…"
+    sentence = re.split(r"(?<=[.?!])\s", text, maxsplit=1)[0]
+    if not sentence or UNSAFE_TEASER.search(sentence):
+        return ""
+
+    def balanced(s: str) -> bool:
+        return s.count("$") % 2 == 0 and s.count("`") % 2 == 0
+
+    if len(sentence) <= limit and balanced(sentence) and not sentence.endswith(" …"):
+        return sentence.rstrip(":")
+    sentence = sentence.removesuffix("…").rstrip()
+    for cut in range(min(limit, len(sentence) - 1), 20, -1):
+        if sentence[cut] == " " and balanced(sentence[:cut]):
+            return sentence[:cut].rstrip(",;:") + " …"
+    return ""
+
+
+def find_exercises(path: Path) -> list[tuple[str | None, str]]:
+    """(label, title) of every exercise in the file, in order; without a title, the
+    exercise's first sentence stands in when it is short plain text."""
+    found = []
+    for m in EXERCISE_RE.finditer(markdown_text(path)):
+        label = LABEL_RE.search(m.group("opts"))
+        title = m.group("title").strip() or teaser(m.group("body"))
+        found.append((label.group(1) if label else None, title))
+    return found
+
+
+class ExerciseList(SphinxDirective):
+    has_content = False
+    option_spec = {"chapters": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        env = self.env
+        wanted = self.options.get("chapters", "").split()
+        docnames = [d for d in chapter_docnames(env) if d != env.docname]
+        if wanted:
+            missing = [w for w in wanted if w not in docnames]
+            if missing:
+                logger.warning(f"[book] exercise-list: no chapter {missing} in the table of contents",
+                               location=(env.docname, self.lineno))
+            docnames = [d for d in wanted if d in docnames]
+        lines: list[str] = []
+        for docname in docnames:
+            path = Path(env.doc2path(docname))
+            if not path.is_file():
+                continue
+            env.note_dependency(str(path))
+            exercises = find_exercises(path)
+            if not exercises:
+                continue
+            if not wanted or len(wanted) > 1:
+                lines.append(f"- {{doc}}`/{docname}` ({len(exercises)})")
+                indent = "  "
+            else:
+                indent = ""
+            for label, title in exercises:
+                if label is None:
+                    logger.warning(f"[book] an exercise in {docname} has no :label:; it cannot be listed",
+                                   location=(env.docname, self.lineno))
+                    continue
+                text = f" - {title}" if title else ""
+                lines.append(f"{indent}- {{numref}}`Exercise %s <{label}>`{text}")
+        if not lines:
+            lines = ["*(No exercises yet.)*"]
+        container = nodes.container(classes=["exercise-list"])
+        self.state.nested_parse(StringList(lines, source=env.docname), self.content_offset, container)
+        return [container]
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("config-inited", use_local_assets, priority=900)
+    app.connect("html-page-context", dedupe_scripts, priority=900)
+    app.add_js_file("book-mathjax-shim.js", priority=510, defer="defer")
+    app.add_directive("exercise-list", ExerciseList)
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
