@@ -38,6 +38,8 @@ __all__ = [
 
 def _mv(matrix: Tensor, vector: Tensor) -> Tensor:
     """Batched matrix-vector product: ``(..., m, n) x (..., n) -> (..., m)``."""
+    if matrix.dim() == 2:  # one matrix for the whole batch: a single matrix product
+        return vector @ matrix.transpose(0, 1)
     return (matrix @ vector.unsqueeze(-1)).squeeze(-1)
 
 
@@ -356,3 +358,246 @@ def make_model(name: str, input_size: int, hidden_size: int,
     except KeyError:
         raise ValueError(f"name must be one of {sorted(_MODELS)}, got {name!r}") from None
     return cls(input_size, hidden_size, output_size)
+
+
+# =====================================================================================
+# Trainable torch modules (chapter "Learning attractors"). The state-space maps above
+# hold no parameters; the modules below do, and each can hand the training loop its
+# steady-state machinery: ``initial_state`` (random states for orbit diagrams),
+# ``forward(u, state)`` over a whole sequence, and ``step_map(u)``, the autonomous map
+# x -> f(x, u) on flat states, which lib.dynamics.lyapunov_spectrum differentiates.
+# States are flat tensors (B, Nx), [h, c] for the LSTM, as in the state-space models.
+# =====================================================================================
+
+from torch.nn.utils import parametrizations as _parametrizations  # noqa: E402
+from torch.nn.utils import parametrize as _parametrize  # noqa: E402
+
+__all__ += [
+    "RecurrentModule",
+    "TorchLSTM",
+    "StableLSTM",
+    "ExpRNN",
+    "SequenceClassifier",
+    "SequenceRegressor",
+    "make_rnn",
+    "stable_lstm_projection_",
+    "apply_constraints",
+    "STABLE_LSTM_BOUNDS",
+]
+
+
+class RecurrentModule(nn.Module):
+    """A recurrent layer with a flat state ``(B, Nx)``; time is the first input dimension.
+
+    Subclasses define ``input_size``, ``hidden_size``, ``state_size`` and
+    ``forward(u, state=None) -> (h, state_T)`` with ``u: (T, B, Nu)``, ``h: (T, B, H)``
+    (the hidden outputs h_1..h_T) and ``state_T: (B, Nx)``, plus ``step_map(u)``.
+    """
+
+    input_size: int
+    hidden_size: int
+    state_size: int
+
+    def initial_state(self, batch: int, *, std: float = 0.0,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """States ``(batch, Nx)``: zero, or Gaussian with standard deviation ``std``."""
+        p = next(self.parameters())
+        if std == 0:
+            return p.new_zeros(batch, self.state_size)
+        x = torch.randn(batch, self.state_size, generator=generator, dtype=torch.float64)
+        return (std * x).to(dtype=p.dtype, device=p.device)
+
+    def hidden(self, state: Tensor) -> Tensor:
+        """The part of the state that feeds the read-out."""
+        return state[..., : self.hidden_size]
+
+    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class TorchLSTM(RecurrentModule):
+    """One-layer ``torch.nn.LSTM`` (fast fused kernels) with the flat state ``[h, c]``."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size = check_nonnegative_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.state_size = 2 * hidden_size
+        self.lstm = nn.LSTM(input_size, hidden_size)
+
+    def forward(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if state is None:
+            out, (h, c) = self.lstm(u)
+        else:
+            H = self.hidden_size
+            h0 = state[..., :H].unsqueeze(0).contiguous()
+            c0 = state[..., H:].unsqueeze(0).contiguous()
+            out, (h, c) = self.lstm(u, (h0, c0))
+        return out, torch.cat([h[0], c[0]], dim=-1)
+
+    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        """``x -> f(x, u)`` of :class:`LSTM` (eq. S17-S18) with this module's detached weights.
+
+        ``u`` has shape ``(..., Nu)`` and broadcasts against the states ``(..., 2H)``. The
+        input term ``W_ih u + b`` is computed once; the map equals ``LSTM.f`` (tested).
+        """
+        w_ih, w_hh = self.lstm.weight_ih_l0.detach(), self.lstm.weight_hh_l0.detach()
+        b = (self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0).detach()
+        if dtype is not None:
+            w_ih, w_hh, b, u = w_ih.to(dtype), w_hh.to(dtype), b.to(dtype), u.to(dtype)
+        drive = _mv(w_ih, u) + b
+        H = self.hidden_size
+
+        def step(x: Tensor) -> Tensor:
+            h, c = x[..., :H], x[..., H:]
+            z = h @ w_hh.T + drive
+            i, fg, gg, o = z.chunk(4, dim=-1)
+            c_next = torch.sigmoid(fg) * c + torch.sigmoid(i) * torch.tanh(gg)
+            return torch.cat([torch.sigmoid(o) * torch.tanh(c_next), c_next], dim=-1)
+
+        return step
+
+
+# Miller and Hardt (2019): bounds on the L1 norm of each column of the recurrent gate
+# matrices (gate order i, f, g, o of torch.nn.LSTM) and of the forget gate's input matrix.
+STABLE_LSTM_BOUNDS = {"i": 0.395, "f": 0.155, "g": 0.099, "o": 0.395, "f_input": 0.25}
+
+
+def _project_columns_(w: Tensor, bound: float) -> None:
+    norms = w.abs().sum(dim=0, keepdim=True)
+    w.mul_(torch.where(norms > bound, bound / norms, torch.ones_like(norms)))
+
+
+@torch.no_grad()
+def stable_lstm_projection_(lstm: nn.LSTM, bounds: Mapping[str, float] = STABLE_LSTM_BOUNDS) -> None:
+    """Project a one-layer ``nn.LSTM`` onto the stable set of Miller and Hardt, in place.
+
+    Every column of the recurrent block of gate k (``weight_hh_l0`` rows of that gate) whose
+    L1 norm exceeds ``bounds[k]`` is scaled down to norm ``bounds[k]``; the forget gate's
+    input block (``weight_ih_l0``) to ``bounds["f_input"]``. Columns already inside keep
+    their values: the map is the projection onto ``{‖column‖_1 <= bound}`` along rays.
+    """
+    H = lstm.hidden_size
+    w_hh = lstm.weight_hh_l0
+    for k, gate in enumerate("ifgo"):
+        _project_columns_(w_hh[k * H : (k + 1) * H], float(bounds[gate]))
+    _project_columns_(lstm.weight_ih_l0[H : 2 * H], float(bounds["f_input"]))
+
+
+class StableLSTM(TorchLSTM):
+    """The stable LSTM: a :class:`TorchLSTM` projected by :func:`stable_lstm_projection_`.
+
+    The projection is applied at construction and by :meth:`project_`, which the training
+    loop calls after every optimizer step (through :func:`apply_constraints`).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.project_()
+
+    def project_(self) -> None:
+        stable_lstm_projection_(self.lstm)
+
+
+class ExpRNN(RecurrentModule):
+    """Orthogonal RNN of expRNN (Lezcano-Casado and Martínez-Rubio, 2019) as a module.
+
+    ``x_{t+1} = modReLU(W x_t + U u_t, b)`` with ``W`` orthogonal by construction:
+    ``torch.nn.utils.parametrizations.orthogonal(..., orthogonal_map="matrix_exp")`` stores
+    an unconstrained matrix and maps it through the exponential of its skew-symmetric part
+    (times a fixed orthogonal base), so every optimizer step stays on the orthogonal group.
+    The recurrence has no input bias, as :class:`OrthogonalRNN`; ``b`` is modReLU's bias.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size = check_nonnegative_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.state_size = hidden_size
+        self.recurrent = nn.Linear(hidden_size, hidden_size, bias=False)
+        nn.init.orthogonal_(self.recurrent.weight)
+        _parametrizations.orthogonal(self.recurrent, orthogonal_map="matrix_exp")
+        self.input = nn.Linear(input_size, hidden_size, bias=False)
+        self.bias = nn.Parameter(torch.empty(hidden_size).uniform_(-0.01, 0.01))
+
+    def recurrent_matrix(self) -> Tensor:
+        """The orthogonal ``W`` (H, H)."""
+        return self.recurrent.weight
+
+    def forward(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = u.new_zeros(u.shape[1], self.hidden_size) if state is None else state
+        with _parametrize.cached():  # W = exp(.) once per sequence, not once per step
+            W = self.recurrent.weight
+            drive = self.input(u)  # all input terms in one matmul
+            outs = []
+            for t in range(u.shape[0]):
+                x = modrelu(x @ W.T + drive[t], self.bias)
+                outs.append(x)
+        return torch.stack(outs), x
+
+    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        """``x -> modReLU(W x + U u, b)`` with detached weights (for Lyapunov exponents)."""
+        W = self.recurrent.weight.detach()
+        U = self.input.weight.detach()
+        b = self.bias.detach()
+        if dtype is not None:
+            W, U, b, u = W.to(dtype), U.to(dtype), b.to(dtype), u.to(dtype)
+        drive = _mv(U, u)
+        return lambda x: modrelu(_mv(W, x) + drive, b)
+
+
+class _WithReadout(nn.Module):
+    """A :class:`RecurrentModule` followed by a linear read-out ``ŷ_t = C h_t + d``."""
+
+    def __init__(self, rnn: RecurrentModule, output_size: int):
+        super().__init__()
+        if not isinstance(rnn, RecurrentModule):
+            raise ValueError(f"rnn must be a lib.models.RecurrentModule, got {type(rnn).__name__}")
+        self.rnn = rnn
+        self.readout = nn.Linear(rnn.hidden_size, check_positive_int("output_size", output_size))
+
+    def outputs(self, u: Tensor, state: Tensor | None = None) -> Tensor:
+        """All outputs ``(T, B, Ny)`` for inputs ``(T, B, Nu)`` from ``state`` (zero if None)."""
+        h, _ = self.rnn(u, state)
+        return self.readout(h)
+
+
+class SequenceClassifier(_WithReadout):
+    """RNN + linear read-out scored on the last step: ``forward(u) -> logits (B, n_classes)``."""
+
+    def forward(self, u: Tensor, state: Tensor | None = None) -> Tensor:
+        h, _ = self.rnn(u, state)
+        return self.readout(h[-1])
+
+
+class SequenceRegressor(_WithReadout):
+    """RNN + linear read-out at every step: ``forward(u) -> ŷ (T, B, Ny)``."""
+
+    def forward(self, u: Tensor, state: Tensor | None = None) -> Tensor:
+        return self.outputs(u, state)
+
+
+_RNN_MODULES = {"lstm": TorchLSTM, "slstm": StableLSTM, "ornn": ExpRNN}
+
+
+def make_rnn(name: str, input_size: int, hidden_size: int) -> RecurrentModule:
+    """Trainable recurrent layer by name: ``lstm``, ``slstm`` (stable LSTM) or ``ornn``."""
+    try:
+        cls = _RNN_MODULES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"model must be one of {sorted(_RNN_MODULES)}, got {name!r}"
+        ) from None
+    return cls(input_size, hidden_size)
+
+
+def apply_constraints(model: nn.Module) -> None:
+    """Call ``project_()`` on every submodule that defines it (e.g. :class:`StableLSTM`).
+
+    Pass it as ``post_step`` to :func:`lib.training.train` so constrained models are
+    projected after every optimizer step.
+    """
+    for m in model.modules():
+        project = getattr(m, "project_", None)
+        if callable(project):
+            project()
