@@ -12,6 +12,12 @@ unexport MPLBACKEND
 # kernel of its own, oversubscribe 2 cores otherwise, and small operations slowed down
 # many times over (measured on the derivative-recursion chapter: 153 s -> 48 s).
 export OMP_NUM_THREADS ?= 1
+# WikiText-2 for the language-model chapter: the shared data folder beside the repository
+# when there is one (lib/corpus.py documents the whole lookup order).
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/wikitext-2/valid.txt),)
+export RNN_BOOK_DATA ?= $(SHARED_DATA)
+endif
 
 # MathJax and the Jupyter widget manager, from the npm registry, served by the built site
 # (offline reading; see tools/web_assets.py).

@@ -22,8 +22,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_finite, check_nonnegative_int, check_positive_int
+from .corpus import Corpus, load_wikitext2  # the WikiText-2 task lives in lib/corpus.py
 
-__all__ = ["symbol_classification", "check_windows", "sine_generation", "sine_frequencies"]
+__all__ = ["symbol_classification", "check_windows", "sine_generation", "sine_frequencies",
+           "load_wikitext2", "Corpus"]
 
 
 def check_windows(windows: Sequence[Sequence[int]], seq_len: int) -> tuple[tuple[int, int], ...]:

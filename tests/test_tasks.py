@@ -121,3 +121,11 @@ def test_sine_bad_input(omegas, match):
         sine_generation(torch.tensor([0.1]), 0)
     with pytest.raises(ValueError, match="low and high"):
         sine_frequencies(5, 0.3, 0.2)
+
+
+def test_load_wikitext2_is_public_in_tasks():
+    """DESIGN.md names lib.tasks.load_wikitext2; it is the loader of lib.corpus."""
+    import lib.corpus
+    import lib.tasks
+
+    assert lib.tasks.load_wikitext2 is lib.corpus.load_wikitext2
