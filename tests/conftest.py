@@ -29,6 +29,7 @@ import jupytext
 import nbformat
 import nbval.plugin as nbval_plugin
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -182,3 +183,14 @@ class ChapterPlugin:
 def pytest_configure(config):
     if not config.pluginmanager.has_plugin("book-chapters"):
         config.pluginmanager.register(ChapterPlugin(), "book-chapters")
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_is_restored():
+    """A test that changes torch's default dtype must put it back: the modules of one
+    pytest-xdist worker share a process (module fixtures may set float64 for themselves)."""
+    before = torch.get_default_dtype()
+    yield
+    after = torch.get_default_dtype()
+    torch.set_default_dtype(before)
+    assert after == before, f"the test left torch's default dtype at {after} (was {before})"

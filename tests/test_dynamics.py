@@ -20,7 +20,14 @@ from lib.dynamics import (
 )
 from lib.models import ElmanRNN, LSTM
 
-torch.set_default_dtype(torch.float64)
+@pytest.fixture(autouse=True, scope="module")
+def _float64_default():
+    """float64 for this module's checks, restored afterwards: pytest-xdist runs several
+    modules in one process, and the training tests expect torch's float32 default."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def henon(x, a=1.4, b=0.3):
