@@ -194,3 +194,14 @@ def _default_dtype_is_restored():
     after = torch.get_default_dtype()
     torch.set_default_dtype(before)
     assert after == before, f"the test left torch's default dtype at {after} (was {before})"
+
+
+@pytest.fixture(scope="module")
+def float64_default():
+    """float64 as torch's default dtype for a whole test module, restored afterwards
+    (pytest-xdist runs several modules in one process; the training tests expect float32).
+    Use it with ``pytestmark = pytest.mark.usefixtures("float64_default")``."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -20,14 +20,8 @@ from lib.dynamics import (
 )
 from lib.models import ElmanRNN, LSTM
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64_default():
-    """float64 for this module's checks, restored afterwards: pytest-xdist runs several
-    modules in one process, and the training tests expect torch's float32 default."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+# float64 for every check of this module (fixture in tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def henon(x, a=1.4, b=0.3):

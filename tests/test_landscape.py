@@ -25,14 +25,8 @@ from lib.landscape import (
 )
 from lib.models import GRU, LSTM, ElmanRNN
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64_default():
-    """float64 for this module's checks, restored afterwards: pytest-xdist runs several
-    modules in one process, and the training tests expect torch's float32 default."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+# float64 for every check of this module (fixture in tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 # The chaotic LSTM of supplement C, in the authors' code reading (weight_hh in torch order).
 THETA_TRUE = torch.tensor([-1, -4, -3, -2, -2, 6, 0, -6, -1, -6, 6, -9, 4, 1, -9, -7.0],

@@ -10,14 +10,8 @@ from torch import nn
 
 from lib.models import GRU, LSTM, ElmanRNN, OrthogonalRNN, make_model, modrelu
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64_default():
-    """float64 for this module's checks, restored afterwards: pytest-xdist runs several
-    modules in one process, and the training tests expect torch's float32 default."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+# float64 for every check of this module (fixture in tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _torch_step(module, x_h, u, c=None):
