@@ -35,6 +35,7 @@ __all__ = [
     "simulate",
     "rollout",
     "lyapunov_spectrum",
+    "largest_lyapunov",
     "lyapunov_blocks",
     "orbit_diagram",
     "detect_period",
@@ -230,6 +231,17 @@ def lyapunov_spectrum(
     blocks = lyapunov_blocks(step, x0, n_steps, n_transient=n_transient, n_blocks=1,
                              n_exponents=n_exponents)
     return torch.sort(blocks[0], dim=-1, descending=True).values
+
+
+def largest_lyapunov(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0) -> Tensor:
+    """Largest Lyapunov exponent λ_1 of ``step`` from each initial state, nats per step.
+
+    :func:`lyapunov_spectrum` with ``n_exponents=1`` (one tangent vector, renormalised
+    every step): ``x0`` is ``(..., Nx)``, the result ``(...)``. The one definition of λ_1
+    in ``lib``: :func:`lib.landscape.landscape_lyapunov` (over a grid of parameters) and
+    :func:`lib.training.lyapunov_sampler` (over training epochs) call it.
+    """
+    return lyapunov_spectrum(step, x0, n_steps, n_transient=n_transient, n_exponents=1)[..., 0]
 
 
 def orbit_diagram(

@@ -18,7 +18,7 @@ call (on a GPU), and the loop over grid points that one writes with ``torch.nn.L
 gone (``benchmarks/bench_landscape.py`` times the two).
 
 Also here: the largest Lyapunov exponent over the same batches (a thin wrapper around
-:func:`lib.dynamics.lyapunov_spectrum`), and a count of the strict local minima of a
+:func:`lib.dynamics.largest_lyapunov`), and a count of the strict local minima of a
 function sampled on a grid.
 """
 
@@ -39,7 +39,7 @@ from ._checks import (
     check_nonnegative_int,
     check_positive_int,
 )
-from .dynamics import lyapunov_spectrum
+from .dynamics import largest_lyapunov
 from .models import StateSpaceModel
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
     "plane",
     "landscape_1d",
     "landscape_2d",
-    "largest_lyapunov",
+    "landscape_lyapunov",
     "local_minima",
     "count_local_minima",
 ]
@@ -232,14 +232,14 @@ def landscape_2d(model: StateSpaceModel, direction1: Tensor, direction2: Tensor,
     return batched_cost(model, thetas, x0, u, y, loss=loss)
 
 
-def largest_lyapunov(model: StateSpaceModel, thetas: Tensor, x0: Tensor, n_steps: int, *,
+def landscape_lyapunov(model: StateSpaceModel, thetas: Tensor, x0: Tensor, n_steps: int, *,
                      n_transient: int = 0, u: Tensor | None = None) -> Tensor:
     """Largest Lyapunov exponent of ``x -> f(x, u; θ)`` for every θ of a batch, one run.
 
     ``thetas`` is ``(*B, Nθ)``; ``x0`` is one initial state ``(Nx,)`` or K of them
     ``(K, Nx)``, the same for every θ; ``u`` is a constant input ``(Nu,)`` (zero if None).
     Reshapes θ to ``(P, 1, Nθ)`` and the states to ``(P, K, Nx)`` and calls
-    :func:`lib.dynamics.lyapunov_spectrum` with ``n_exponents=1``. Returns ``(*B,)`` for
+    :func:`lib.dynamics.largest_lyapunov`. Returns ``(*B,)`` for
     one initial state, ``(*B, K)`` for K (their spread is an error estimate), in nats/step.
     """
     thetas = _check_thetas(model, thetas)
@@ -254,8 +254,7 @@ def largest_lyapunov(model: StateSpaceModel, thetas: Tensor, x0: Tensor, n_steps
     batch = thetas.shape[:-1]
     flat = thetas.reshape(-1, 1, model.n_params)
     states = x0.reshape(1, -1, model.nx).expand(flat.shape[0], -1, -1).contiguous()
-    lam = lyapunov_spectrum(model.autonomous(flat, u), states, n_steps,
-                            n_transient=n_transient, n_exponents=1)[..., 0]
+    lam = largest_lyapunov(model.autonomous(flat, u), states, n_steps, n_transient=n_transient)
     return lam.reshape(batch) if x0.dim() == 1 else lam.reshape(*batch, x0.shape[0])
 
 

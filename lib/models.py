@@ -378,6 +378,8 @@ __all__ += [
     "StableLSTM",
     "ExpRNN",
     "SequenceClassifier",
+    "LanguageModel",
+    "STABLE_RULES",
     "SequenceRegressor",
     "make_rnn",
     "stable_lstm_projection_",
@@ -463,40 +465,70 @@ class TorchLSTM(RecurrentModule):
 STABLE_LSTM_BOUNDS = {"i": 0.395, "f": 0.155, "g": 0.099, "o": 0.395, "f_input": 0.25}
 
 
-def _project_columns_(w: Tensor, bound: float) -> None:
+STABLE_RULES = ("rescale", "project")
+
+
+def _constrain_columns_(w: Tensor, bound: float, rule: str) -> None:
     norms = w.abs().sum(dim=0, keepdim=True)
-    w.mul_(torch.where(norms > bound, bound / norms, torch.ones_like(norms)))
+    if rule == "rescale":  # every column to exactly the bound (a zero column stays zero)
+        scale = torch.where(norms > 0, bound / norms.clamp_min(torch.finfo(w.dtype).tiny),
+                            torch.ones_like(norms))
+    else:  # only the columns above the bound, down to it
+        scale = torch.where(norms > bound, bound / norms, torch.ones_like(norms))
+    w.mul_(scale)
 
 
 @torch.no_grad()
-def stable_lstm_projection_(lstm: nn.LSTM, bounds: Mapping[str, float] = STABLE_LSTM_BOUNDS) -> None:
-    """Project a one-layer ``nn.LSTM`` onto the stable set of Miller and Hardt, in place.
+def stable_lstm_projection_(lstm: nn.LSTM, bounds: Mapping[str, float] = STABLE_LSTM_BOUNDS,
+                            *, rule: str = "rescale") -> None:
+    """Constrain a one-layer ``nn.LSTM`` to the stable set of Miller and Hardt, in place.
 
-    Every column of the recurrent block of gate k (``weight_hh_l0`` rows of that gate) whose
-    L1 norm exceeds ``bounds[k]`` is scaled down to norm ``bounds[k]``; the forget gate's
-    input block (``weight_ih_l0``) to ``bounds["f_input"]``. Columns already inside keep
-    their values: the map is the projection onto ``{‖column‖_1 <= bound}`` along rays.
+    Acts on every column of the recurrent block of gate k (``weight_hh_l0`` rows of that
+    gate, bound ``bounds[k]``) and of the forget gate's input block (``weight_ih_l0``,
+    bound ``bounds["f_input"]``):
+
+    * ``rule="rescale"`` (the authors' code): every column is scaled to L1 norm *exactly*
+      its bound;
+    * ``rule="project"`` (Miller and Hardt's constraint "at most"): only columns whose L1
+      norm exceeds the bound are scaled down to it; the others keep their values.
+
+    Raises ``ValueError`` for an unknown rule or a bound that is not positive.
     """
+    if rule not in STABLE_RULES:
+        raise ValueError(f"rule must be one of {STABLE_RULES}, got {rule!r}")
+    for key in ("i", "f", "g", "o", "f_input"):
+        b = bounds[key]
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not (
+                math.isfinite(b) and b > 0):
+            raise ValueError(f"bounds[{key!r}] must be a finite number > 0, got {b!r}")
     H = lstm.hidden_size
     w_hh = lstm.weight_hh_l0
     for k, gate in enumerate("ifgo"):
-        _project_columns_(w_hh[k * H : (k + 1) * H], float(bounds[gate]))
-    _project_columns_(lstm.weight_ih_l0[H : 2 * H], float(bounds["f_input"]))
+        _constrain_columns_(w_hh[k * H : (k + 1) * H], float(bounds[gate]), rule)
+    _constrain_columns_(lstm.weight_ih_l0[H : 2 * H], float(bounds["f_input"]), rule)
 
 
 class StableLSTM(TorchLSTM):
-    """The stable LSTM: a :class:`TorchLSTM` projected by :func:`stable_lstm_projection_`.
+    """The stable LSTM: a :class:`TorchLSTM` constrained by :func:`stable_lstm_projection_`.
 
-    The projection is applied at construction and by :meth:`project_`, which the training
-    loop calls after every optimizer step (through :func:`apply_constraints`).
+    ``rule="rescale"`` (default, the authors' code): the constraint acts only after
+    optimizer steps (:meth:`project_`, which the training loop calls through
+    :func:`apply_constraints`), rescaling every column to its bound. ``rule="project"``:
+    the columns above their bound are projected onto it, at construction and after every
+    step. Neither makes the map a contraction by itself: biases and inputs can push the
+    forget gate towards 1.
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, *, rule: str = "rescale"):
         super().__init__(input_size, hidden_size)
-        self.project_()
+        if rule not in STABLE_RULES:
+            raise ValueError(f"rule must be one of {STABLE_RULES}, got {rule!r}")
+        self.rule = rule
+        if rule == "project":
+            self.project_()
 
     def project_(self) -> None:
-        stable_lstm_projection_(self.lstm)
+        stable_lstm_projection_(self.lstm, rule=self.rule)
 
 
 class ExpRNN(RecurrentModule):
@@ -547,7 +579,12 @@ class ExpRNN(RecurrentModule):
 
 
 class _WithReadout(nn.Module):
-    """A :class:`RecurrentModule` followed by a linear read-out ``ŷ_t = C h_t + d``."""
+    """A :class:`RecurrentModule` followed by a linear read-out ``ŷ_t = C h_t + d``.
+
+    It implements the orbit interface of :func:`lib.training.orbit_sampler`: ``rnn``,
+    ``input_vectors(u) = u`` (the orbit inputs are input vectors already) and
+    ``readout(h)``.
+    """
 
     def __init__(self, rnn: RecurrentModule, output_size: int):
         super().__init__()
@@ -560,6 +597,18 @@ class _WithReadout(nn.Module):
         """All outputs ``(T, B, Ny)`` for inputs ``(T, B, Nu)`` from ``state`` (zero if None)."""
         h, _ = self.rnn(u, state)
         return self.readout(h)
+
+    def input_vectors(self, u: Tensor) -> Tensor:
+        """Orbit inputs ``(P, Nu)`` as input vectors: themselves, in the layer's dtype."""
+        p = next(self.rnn.parameters())
+        if u.dim() != 2 or u.shape[-1] != self.rnn.input_size:
+            raise ValueError(f"inputs must have shape (P, {self.rnn.input_size}), "
+                             f"got {tuple(u.shape)}")
+        return u.to(dtype=p.dtype, device=p.device)
+
+    def feedback_input(self, h: Tensor) -> Tensor:
+        raise ValueError(f"{type(self).__name__} has no feedback mode: its outputs are not "
+                         "its inputs")
 
 
 class SequenceClassifier(_WithReadout):
@@ -580,15 +629,94 @@ class SequenceRegressor(_WithReadout):
 _RNN_MODULES = {"lstm": TorchLSTM, "slstm": StableLSTM, "ornn": ExpRNN}
 
 
-def make_rnn(name: str, input_size: int, hidden_size: int) -> RecurrentModule:
-    """Trainable recurrent layer by name: ``lstm``, ``slstm`` (stable LSTM) or ``ornn``."""
+def make_rnn(name: str, input_size: int, hidden_size: int, *,
+             stable_rule: str = "rescale") -> RecurrentModule:
+    """Trainable recurrent layer by name: ``lstm``, ``slstm`` (stable LSTM) or ``ornn``.
+
+    ``stable_rule`` is the stable LSTM's constraint (:class:`StableLSTM`); ignored otherwise.
+    """
     try:
         cls = _RNN_MODULES[name]
     except (KeyError, TypeError):
         raise ValueError(
             f"model must be one of {sorted(_RNN_MODULES)}, got {name!r}"
         ) from None
+    if cls is StableLSTM:
+        return cls(input_size, hidden_size, rule=stable_rule)
     return cls(input_size, hidden_size)
+
+
+class LanguageModel(nn.Module):
+    """Word-level language model: embedding, dropout, one recurrent layer, dropout, decoder.
+
+    ``forward(tokens (L, B), state (B, Nx)) -> (logits (L, B, V), state (B, Nx))``; the state
+    is flat, ``[h, c]`` (Nx = 2H) for the LSTMs and ``h`` (Nx = H) for the oRNN. The
+    recurrent layer is :func:`make_rnn` (``lstm``, ``slstm``, ``ornn``). Weights: the
+    embedding and the decoder uniform in [-0.1, 0.1], the decoder bias zero (the PyTorch
+    word-language-model example, on which the authors' code builds); the weights depend
+    only on ``seed``.
+
+    Orbit interface (:func:`lib.training.orbit_sampler`): ``input_vectors(ids)`` embeds
+    token ids, ``readout(h)`` gives the logits, ``feedback_input(h)`` embeds the most
+    probable next word.
+    """
+
+    KINDS = ("lstm", "slstm", "ornn")
+
+    def __init__(self, kind: str, n_tokens: int, n_embed: int, n_hidden: int, *,
+                 dropout: float = 0.5, seed: int = 0, modrelu_bias: float | None = None,
+                 stable_rule: str = "rescale"):
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        check_positive_int("n_tokens", n_tokens)
+        check_positive_int("n_embed", n_embed)
+        check_positive_int("n_hidden", n_hidden)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
+                0.0 <= float(dropout) < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.kind, self.n_tokens, self.n_embed, self.n_hidden = kind, n_tokens, n_embed, n_hidden
+        with torch.random.fork_rng():  # the same weights for the same seed, whatever ran before
+            torch.manual_seed(seed)
+            self.encoder = nn.Embedding(n_tokens, n_embed)
+            self.drop = nn.Dropout(dropout)
+            self.rnn = make_rnn(kind, n_embed, n_hidden, stable_rule=stable_rule)
+            self.decoder = nn.Linear(n_hidden, n_tokens)
+            nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
+            if modrelu_bias is not None and kind == "ornn":
+                nn.init.constant_(self.rnn.bias, float(modrelu_bias))
+
+    @property
+    def state_size(self) -> int:
+        return self.rnn.state_size
+
+    def init_state(self, batch_size: int) -> Tensor:
+        return self.rnn.initial_state(batch_size)
+
+    def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        out, state = self.rnn(self.drop(self.encoder(tokens)), state)
+        return self.decoder(self.drop(out)), state
+
+    def input_vectors(self, ids: Tensor) -> Tensor:
+        """Token ids ``(P,)`` -> their embeddings ``(P, E)``; ids must be in [0, V)."""
+        ids = torch.as_tensor(ids)
+        if ids.dim() != 1 or ids.dtype not in (torch.int64, torch.int32) or ids.numel() == 0:
+            raise ValueError(f"inputs must be a 1-D tensor of token ids, got {ids!r}")
+        if bool((ids < 0).any() or (ids >= self.n_tokens).any()):
+            raise ValueError(f"inputs must be token ids in [0, {self.n_tokens}), "
+                             f"got {ids.tolist()}")
+        return self.encoder(ids.to(self.encoder.weight.device))
+
+    def readout(self, h: Tensor) -> Tensor:
+        """Logits ``(..., V)`` of the next word from hidden outputs ``(..., H)``."""
+        w = self.decoder.weight
+        return self.decoder(h.to(w.dtype))
+
+    def feedback_input(self, h: Tensor) -> Tensor:
+        """The embedding of the most probable next word, ``(..., E)``."""
+        return self.encoder(self.readout(h).argmax(-1))
 
 
 def apply_constraints(model: nn.Module) -> None:

@@ -1,22 +1,29 @@
-"""One training loop for every chapter, with orbit recording and exact checkpoints.
+"""THE training loop of the book and THE orbit recorder, with exact checkpoints.
 
 The paper watches the attractors of an RNN change while it trains (supplement D): after
-every k-th epoch the model runs from random initial states under constant inputs, the
-transient is dropped, and the steady-state outputs are drawn against the epoch. This
-module provides
+every k-th epoch the model runs from random initial states under constant inputs (or, for a
+language model, feeding back its own most probable word), the transient is dropped, and the
+steady-state outputs are drawn against the epoch. Every experiment of the book, the
+language model included, trains and records through this module:
 
 * :func:`train`: Adam (or any optimizer), gradient-norm clipping, learning-rate schedules
   (``MultiStepLR``, ``ReduceLROnPlateau`` or any callable), a ``tqdm.auto`` progress bar, a
-  history of loss and metrics per epoch, recorders called at epoch 0 and every k-th epoch,
-  and checkpoints after every epoch from which a killed run resumes *exactly* (model,
-  optimizer, scheduler, history, recorders and every random-number generator are saved);
-* :class:`Batches`: mini-batches whose shuffling depends only on ``(seed, epoch)``, so a
-  resumed run sees the same batches;
-* :class:`OrbitRecorder` (model-agnostic: it takes a callable producing steady-state
-  samples), :func:`constant_input_orbits` and :func:`largest_lyapunov` (such callables for
-  the modules of :mod:`lib.models`);
+  history of loss and metrics per epoch, recorders, and checkpoints after every epoch from
+  which a killed run resumes *exactly* (model, optimizer, scheduler, history, recorders and
+  every random-number generator are saved). The forward step is a callable: truncated BPTT
+  for a language model (:class:`TruncatedBPTT`, which carries the hidden state from one
+  window to the next) is a forward step and a batching (:class:`BPTTWindows`), not a
+  second loop;
+* :func:`evaluate`: mean loss and metrics over a data set;
+* :class:`Batches`: mini-batches in a fixed order or reshuffled per epoch from
+  ``(seed, epoch)``, so a resumed run sees the same batches;
+* :class:`OrbitRecorder` with :func:`orbit_sampler` (constant-input and feedback orbits)
+  and :func:`lyapunov_sampler` (λ_1 by :func:`lib.dynamics.largest_lyapunov`);
 * :func:`save_checkpoint` (atomic, checksummed) and :func:`load_checkpoint`
   (``torch.load(weights_only=True)`` after the checksum is verified).
+
+Import graph: this module uses :mod:`lib.dynamics` and :mod:`lib._checks` only; the
+experiments (:mod:`lib.experiments`) sit on top of it.
 """
 
 from __future__ import annotations
@@ -34,20 +41,25 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
+from torch.nn.utils import parametrize as _parametrize
 
 from ._checks import check_nonnegative_int, check_positive_int, check_positive_real
-from .dynamics import lyapunov_spectrum
+from .dynamics import largest_lyapunov
 
 __all__ = [
     "Batches",
+    "BPTTWindows",
+    "TruncatedBPTT",
     "accuracy",
     "train",
     "evaluate",
     "TrainResult",
     "OrbitRecorder",
+    "orbit_sampler",
     "constant_input_orbits",
-    "largest_lyapunov",
+    "lyapunov_sampler",
     "save_checkpoint",
     "load_checkpoint",
     "rng_state",
@@ -104,6 +116,58 @@ class Batches:
             idx = order[start : start + self.batch_size]
             yield (self.inputs.index_select(self.batch_dim, idx),
                    self.targets.index_select(self.target_batch_dim, idx.to(self.targets.device)))
+
+
+class BPTTWindows:
+    """Windows of truncated BPTT over token streams ``data (T, B)`` (:func:`lib.corpus.batchify`).
+
+    Yields ``(inputs, targets)`` = ``data[i:i+L]``, ``data[i+1:i+1+L]`` for ``i = 0, bptt,
+    2 bptt, ...`` with ``L <= bptt``, in order: the hidden state is carried from one window
+    to the next by :class:`TruncatedBPTT`, so the order is the stream's.
+    """
+
+    def __init__(self, data: Tensor, bptt: int):
+        check_positive_int("bptt", bptt)
+        if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[0] < 2:
+            raise ValueError("data must be token streams of shape (T, B) with T >= 2, got "
+                             f"{getattr(data, 'shape', type(data).__name__)}")
+        if data.dtype != torch.long:
+            raise ValueError(f"data must hold token ids (torch.long), got {data.dtype}")
+        self.data, self.bptt = data, bptt
+
+    def __len__(self) -> int:
+        return math.ceil((self.data.shape[0] - 1) / self.bptt)
+
+    def __iter__(self):
+        T = self.data.shape[0]
+        for i in range(0, T - 1, self.bptt):
+            L = min(self.bptt, T - 1 - i)
+            yield self.data[i : i + L], self.data[i + 1 : i + 1 + L]
+
+
+class TruncatedBPTT:
+    """The forward step of truncated BPTT, for :func:`train` and :func:`evaluate`.
+
+    ``model(tokens (L, B), state (B, Nx)) -> (logits (L, B, V), state)``. The state is
+    carried from one window to the next and detached in between (gradients flow through
+    ``L`` steps at most); :func:`train` calls :meth:`reset` at the start of every pass, so
+    each epoch starts from the zero state ``model.init_state(B)``.
+    """
+
+    def __init__(self) -> None:
+        self.state: Tensor | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    def __call__(self, model: nn.Module, batch, loss_fn):
+        x, y = batch
+        if self.state is None or self.state.shape[0] != x.shape[1]:
+            self.state = model.init_state(x.shape[1])
+        logits, state = model(x, self.state.detach())
+        self.state = state.detach()
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, logits, y
 
 
 def accuracy(output: Tensor, target: Tensor) -> Tensor:
@@ -219,118 +283,236 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module | None = None,
 
 
 # ----------------------------------------------------------------------------- orbits
-def constant_input_orbits(inputs: Tensor, *, n_init: int = 10, std: float = 100.0,
-                          n_steps: int = 800, n_transient: int = 400, seed: int = 0,
-                          differences: bool = True) -> Callable[[nn.Module], Tensor]:
-    """A sampler of steady-state outputs under constant inputs, for :class:`OrbitRecorder`.
+# The orbit recorder works on any model with the "orbit interface" of lib.models:
+#   model.rnn                 a lib.models.RecurrentModule (initial_state, forward, step_map)
+#   model.input_vectors(u)    orbit inputs (P, ...) -> input vectors (P, Nu) of the layer
+#   model.readout(h)          hidden outputs (..., H) -> outputs (..., Ny)
+#   model.feedback_input(h)   (feedback mode only) hidden outputs -> the next input vectors
+# SequenceClassifier, SequenceRegressor and LanguageModel implement it.
+Readout = Callable[[nn.Module, Tensor], Tensor]
 
-    For a model with ``model.rnn`` (a :class:`lib.models.RecurrentModule`) and
-    ``model.outputs(u, state)``, the sampler runs every constant input ``inputs[i]``
-    (shape ``(n_inputs, Nu)``) from the same ``n_init`` Gaussian initial states of standard
-    deviation ``std`` for ``n_steps`` steps, *all in one batched sequence* of
-    ``n_inputs * n_init`` columns, and keeps the outputs after the first ``n_transient``.
 
-    Returns a callable ``model -> samples`` with ``samples`` of shape
-    ``(n_inputs, n_init, n_steps - n_transient, Ny)``, or ``(2, ...)`` with the first
-    differences ``ŷ_t - ŷ_{t-1}`` stacked second when ``differences`` is true.
+def _orbit_initial_states(rnn, n_inputs: int, n_init: int, std: float, seed: int,
+                          shared_init: bool) -> Tensor:
+    """Initial states ``(n_inputs, n_init, Nx)``, drawn on the CPU from ``seed``.
+
+    ``shared_init``: the same ``n_init`` states under every input; otherwise a separate
+    state for every (input, initial state) pair (the authors' convention).
     """
-    if inputs.dim() != 2:
-        raise ValueError(f"inputs must have shape (n_inputs, Nu), got {tuple(inputs.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    if shared_init:
+        x0 = rnn.initial_state(n_init, std=std, generator=gen)
+        return x0.unsqueeze(0).expand(n_inputs, -1, -1)
+    return rnn.initial_state(n_inputs * n_init, std=std, generator=gen).reshape(
+        n_inputs, n_init, -1)
+
+
+def _check_orbit_args(n_init, std, n_steps, n_transient, seed, differences) -> None:
     check_positive_int("n_init", n_init)
     check_positive_int("n_steps", n_steps)
     check_nonnegative_int("n_transient", n_transient)
+    check_nonnegative_int("seed", seed)
     if n_transient >= n_steps:
         raise ValueError(f"n_transient must be < n_steps={n_steps}, got {n_transient}")
     if differences and n_transient < 1:
         raise ValueError("n_transient must be >= 1 when differences are recorded")
-    if not (math.isfinite(std) and std >= 0):
-        raise ValueError(f"std must be finite and >= 0, got {std!r}")
-    n_in = inputs.shape[0]
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not (
+            math.isfinite(std) and std >= 0):
+        raise ValueError(f"std must be a finite number >= 0, got {std!r}")
+
+
+def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
+                  std: float = 100.0, n_steps: int = 800, n_transient: int = 400,
+                  seed: int = 0, shared_init: bool = True, differences: bool = True,
+                  readout: Readout | None = None) -> Callable[[nn.Module], Tensor]:
+    """THE orbit recorder's sampler: steady-state outputs of a model's state map.
+
+    For every orbit input ``inputs[i]`` (``model.input_vectors`` turns them into input
+    vectors: one-hot symbols, frequencies, or token ids of a language model) and ``n_init``
+    Gaussian initial states of standard deviation ``std`` (for the LSTM both h and c), the
+    model's recurrent layer runs ``n_steps`` steps, in eval mode (no dropout), all orbits in
+    one batch:
+
+    * **constant input** (``feedback=False``): ``x_{t+1} = f(x_t, u_i)``, the map whose
+      attractors the orbit diagram shows (eq. (1) with a constant input);
+    * **feedback** (``feedback=True``): ``u_0 = u_i`` and ``u_{t+1} = model.feedback_input(h_{t+1})``
+      (for the language model: the embedding of the most probable next word).
+
+    The first ``n_transient`` steps are dropped (the burn-in); the rest are read out by
+    ``readout(model, h)`` (default ``model.readout(h)``).
+
+    ``shared_init`` (default True, the book's convention): the same ``n_init`` initial states
+    under every input; False: a separate state for every (input, initial state) pair (the
+    authors' convention). The states are drawn from ``seed``, identically at every call.
+
+    Returns a callable ``model -> samples`` with ``samples`` of shape
+    ``(n_inputs, n_init, n_steps - n_transient, Ny)`` on the CPU, or ``(2, ...)`` with the
+    first differences ``ŷ_t - ŷ_{t-1}`` stacked second when ``differences`` is true.
+    Raises ``ValueError`` for bad arguments, and when an orbit leaves the floats (non-finite
+    samples; the message names the orbits).
+    """
+    if not isinstance(inputs, Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
+        raise ValueError("inputs must be a tensor with one orbit input per row, got "
+                         f"{getattr(inputs, 'shape', type(inputs).__name__)}")
+    _check_orbit_args(n_init, std, n_steps, n_transient, seed, differences)
+    if readout is not None and not callable(readout):
+        raise ValueError("readout must be None or a callable (model, h) -> outputs")
 
     @torch.no_grad()
     def sample(model: nn.Module) -> Tensor:
         was_training = model.training
         model.eval()
-        gen = torch.Generator().manual_seed(seed)
-        x0 = model.rnn.initial_state(n_init, std=std, generator=gen)  # (K, Nx)
-        x0 = x0.unsqueeze(0).expand(n_in, -1, -1).reshape(n_in * n_init, -1)
-        u = inputs.to(dtype=x0.dtype, device=x0.device)
-        u = u.unsqueeze(1).expand(n_in, n_init, -1).reshape(1, n_in * n_init, -1)
-        y = model.outputs(u.expand(n_steps, -1, -1), x0)  # (T, n_in*K, Ny)
-        model.train(was_training)
-        y = y.reshape(n_steps, n_in, n_init, -1).permute(1, 2, 0, 3)
-        kept = y[:, :, n_transient:]
+        try:
+            rnn = model.rnn
+            u = model.input_vectors(inputs)  # (P, Nu)
+            P, K = u.shape[0], n_init
+            x = _orbit_initial_states(rnn, P, K, std, seed, shared_init).reshape(P * K, -1)
+            u = u.to(device=x.device).repeat_interleave(K, dim=0)  # (P*K, Nu)
+            read = (lambda h: model.readout(h)) if readout is None else (
+                lambda h: readout(model, h))
+            with _parametrize.cached():  # an orthogonal W is computed once, not per step
+                if not feedback:
+                    h, _ = rnn(u.unsqueeze(0).expand(n_steps, -1, -1), x)
+                    h = h[n_transient - int(differences):]
+                else:
+                    kept = []
+                    for t in range(n_steps):
+                        h_t, x = rnn(u.unsqueeze(0), x)
+                        if t >= n_transient - int(differences):
+                            kept.append(h_t[0])
+                        u = model.feedback_input(h_t[0])
+                    h = torch.stack(kept)
+            y = read(h)  # (T', P*K, Ny)
+        finally:
+            model.train(was_training)
+        y = y.reshape(y.shape[0], P, K, -1).permute(1, 2, 0, 3)
+        bad = ~torch.isfinite(y).flatten(2).all(-1)
+        if bool(bad.any()):
+            raise ValueError(f"the orbits (input, initial state) {bad.nonzero().tolist()} "
+                             "left the floats (non-finite outputs)")
         if not differences:
-            return kept.cpu()
-        return torch.stack([kept, kept - y[:, :, n_transient - 1 : -1]]).cpu()
+            return y.cpu().clone()
+        return torch.stack([y[:, :, 1:], y[:, :, 1:] - y[:, :, :-1]]).cpu()
 
     return sample
 
 
-def largest_lyapunov(inputs: Tensor, *, n_init: int = 4, std: float = 1.0,
-                     n_steps: int = 200, n_transient: int = 200, seed: int = 0,
-                     dtype: torch.dtype = torch.float64) -> Callable[[nn.Module], Tensor]:
-    """A callable ``model -> λ_max`` of shape ``(n_inputs, n_init)`` for :class:`OrbitRecorder`.
+def constant_input_orbits(inputs: Tensor, **kwargs) -> Callable[[nn.Module], Tensor]:
+    """:func:`orbit_sampler` under constant inputs (``feedback=False``); same arguments."""
+    return orbit_sampler(inputs, feedback=False, **kwargs)
 
-    Uses ``model.rnn.step_map(u)`` (the autonomous map under constant input ``u``) and
-    :func:`lib.dynamics.lyapunov_spectrum` with ``n_exponents=1``, batched over the inputs
-    (shape ``(n_inputs, Nu)``) and the ``n_init`` Gaussian initial states.
+
+def _feedback_step(model: nn.Module, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """``x -> f(x, feedback_input(h(x)))``: the autonomous feedback map, in ``dtype``.
+
+    The fed-back input depends on ``x`` only through a piecewise-constant arg-max: it is
+    computed from the primal values, outside any derivative, so a Jacobian treats the
+    word as fixed and ignores the jumps where it switches.
     """
-    if inputs.dim() != 2:
-        raise ValueError(f"inputs must have shape (n_inputs, Nu), got {tuple(inputs.shape)}")
-    check_positive_int("n_init", n_init)
+    rnn = model.rnn
+
+    def step(x: Tensor) -> Tensor:
+        primal = fwAD.unpack_dual(x).primal.detach()
+        with torch.no_grad():
+            u = model.feedback_input(rnn.hidden(primal))
+        return rnn.step_map(u, dtype=dtype)(x)
+
+    return step
+
+
+def lyapunov_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 4,
+                     std: float = 1.0, n_steps: int = 200, n_transient: int = 200,
+                     seed: int = 0, shared_init: bool = True,
+                     dtype: torch.dtype = torch.float64) -> Callable[[nn.Module], Tensor]:
+    """A callable ``model -> λ_1`` of shape ``(n_inputs, n_init)``, for :class:`OrbitRecorder`.
+
+    :func:`lib.dynamics.largest_lyapunov` of the model's state map (the orbit interface of
+    :func:`orbit_sampler`) in ``dtype``: under the constant inputs ``model.input_vectors(inputs)``
+    (``model.rnn.step_map``), or of the feedback map (``feedback=True``; the arg-max is
+    held fixed in the Jacobian). Batched over the inputs and ``n_init`` Gaussian initial
+    states of standard deviation ``std``; nats per step.
+    """
+    if not isinstance(inputs, Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
+        raise ValueError("inputs must be a tensor with one orbit input per row, got "
+                         f"{getattr(inputs, 'shape', type(inputs).__name__)}")
+    _check_orbit_args(n_init, std, n_steps + n_transient, n_transient, seed, False)
+    check_positive_int("n_steps", n_steps)
 
     def measure(model: nn.Module) -> Tensor:
         rnn = model.rnn
-        p = next(rnn.parameters())
-        u = inputs.to(dtype=dtype, device=p.device).unsqueeze(1)  # (n_in, 1, Nu)
-        gen = torch.Generator().manual_seed(seed)
-        x0 = rnn.initial_state(n_init, std=std, generator=gen).to(dtype)
-        x0 = x0.unsqueeze(0).expand(inputs.shape[0], -1, -1).contiguous()
-        lam = lyapunov_spectrum(rnn.step_map(u, dtype=dtype), x0, n_steps,
-                                n_transient=n_transient, n_exponents=1)
-        return lam[..., 0].cpu()
+        with torch.no_grad():
+            u = model.input_vectors(inputs).detach().to(dtype)  # (P, Nu)
+        x0 = _orbit_initial_states(rnn, u.shape[0], n_init, std, seed, shared_init)
+        x0 = x0.to(dtype).contiguous()
+        with _parametrize.cached():
+            if feedback:
+                # the first step under the orbit input, then the autonomous feedback map
+                x0 = rnn.step_map(u.unsqueeze(1), dtype=dtype)(x0)
+                step = _feedback_step(model, dtype)
+            else:
+                step = rnn.step_map(u.unsqueeze(1), dtype=dtype)
+            lam = largest_lyapunov(step, x0, n_steps, n_transient=n_transient)
+        return lam.cpu()
 
     return measure
 
 
 class OrbitRecorder:
-    """Record steady-state samples (and optionally λ_max) at epoch 0 and every k-th epoch.
+    """THE orbit recorder: samples (and optionally λ_1) every ``every``-th epoch.
 
     Args:
         sampler: ``model -> Tensor``; any shape, the same at every call (e.g.
-            :func:`constant_input_orbits`). The recorder knows nothing else about the model.
-        every: record after epochs ``0, every, 2 every, ...`` (and the last epoch).
-        lyapunov: optional ``model -> Tensor`` (e.g. :func:`largest_lyapunov`).
+            :func:`orbit_sampler`). The recorder knows nothing else about the model.
+        every: record after epochs ``every, 2 every, ...`` and the last epoch.
+        lyapunov: optional ``model -> Tensor`` (e.g. :func:`lyapunov_sampler`).
+        at_start: also record the untrained model (epoch 0). The authors do not.
 
     After training: ``epochs`` (list), ``samples`` (Tensor ``(E, *sample_shape)``),
     ``lyapunov`` (``(E, ...)`` or None) and ``seconds`` (time spent recording per call).
+
+    With a ``folder`` (:func:`train` sets one beside its checkpoint), every record is also
+    written to its own checksummed file ``epoch_<e>.pt`` there, and the checkpoint holds
+    only the list of epochs, so that it keeps the same size from epoch to epoch; a resumed
+    run reads the records back from the folder.
     """
 
     def __init__(self, sampler: Callable[[nn.Module], Tensor], *, every: int = 1,
-                 lyapunov: Callable[[nn.Module], Tensor] | None = None):
+                 lyapunov: Callable[[nn.Module], Tensor] | None = None, at_start: bool = True):
         if not callable(sampler):
             raise ValueError("sampler must be callable: model -> Tensor")
+        if lyapunov is not None and not callable(lyapunov):
+            raise ValueError("lyapunov must be None or callable: model -> Tensor")
         self.sampler, self.lyapunov_fn = sampler, lyapunov
         self.every = check_positive_int("every", every)
+        self.at_start = bool(at_start)
+        self.folder: Path | None = None
         self.epochs: list[int] = []
         self._samples: list[Tensor] = []
         self._lyap: list[Tensor] = []
         self.seconds: list[float] = []
 
     def wants(self, epoch: int, last_epoch: int) -> bool:
+        if epoch == 0:
+            return self.at_start
         return epoch % self.every == 0 or epoch == last_epoch
 
     def __call__(self, model: nn.Module, epoch: int) -> None:
         t0 = time.perf_counter()
-        self._samples.append(self.sampler(model).detach().cpu())
-        if self.lyapunov_fn is not None:
-            self._lyap.append(self.lyapunov_fn(model).detach().cpu())
+        samples = self.sampler(model).detach().cpu().clone()
+        lyap = self.lyapunov_fn(model).detach().cpu().clone() if self.lyapunov_fn else None
         self.epochs.append(int(epoch))
+        self._samples.append(samples)
+        if lyap is not None:
+            self._lyap.append(lyap)
         self.seconds.append(time.perf_counter() - t0)
+        if self.folder is not None:
+            save_checkpoint(self.folder / f"epoch_{epoch:06d}.pt",
+                            {"epoch": int(epoch), "samples": samples, "lyapunov": lyap})
 
     @property
     def samples(self) -> Tensor:
+        if not self._samples:
+            raise ValueError("the recorder holds no records yet")
         return torch.stack(self._samples)
 
     @property
@@ -338,14 +520,25 @@ class OrbitRecorder:
         return torch.stack(self._lyap) if self._lyap else None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": list(self.epochs), "samples": list(self._samples),
-                "lyapunov": list(self._lyap), "seconds": list(self.seconds)}
+        state: dict[str, Any] = {"epochs": list(self.epochs), "seconds": list(self.seconds)}
+        if self.folder is None:
+            state.update(samples=list(self._samples), lyapunov=list(self._lyap))
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epochs = [int(e) for e in state["epochs"]]
-        self._samples = list(state["samples"])
-        self._lyap = list(state["lyapunov"])
         self.seconds = [float(s) for s in state["seconds"]]
+        if "samples" in state:
+            self._samples, self._lyap = list(state["samples"]), list(state["lyapunov"])
+            return
+        if self.folder is None:
+            raise CheckpointError("the checkpoint keeps its records in a folder: set folder")
+        self._samples, self._lyap = [], []
+        for e in self.epochs:
+            rec = load_checkpoint(self.folder / f"epoch_{e:06d}.pt")
+            self._samples.append(rec["samples"])
+            if rec["lyapunov"] is not None:
+                self._lyap.append(rec["lyapunov"])
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -394,10 +587,21 @@ def _make_scheduler(spec, opt):
     )
 
 
+def _loss_total(loss: Tensor, loss_fn, n: int) -> float:
+    """The summed loss of a batch of ``n`` terms, whatever the loss function's reduction."""
+    if getattr(loss_fn, "reduction", "mean") == "sum":
+        return float(loss.detach())
+    return float(loss.detach()) * n
+
+
 def _run_epoch(model, data, loss_fn, forward, metrics, *, opt=None, clip=None, post_step=None,
                device="cpu"):
     sums: dict[str, float] = {"loss": 0.0, **{m: 0.0 for m in metrics}}
     count = 0
+    reset = getattr(forward, "reset", None)
+    if callable(reset):  # a forward step that carries state across batches starts afresh
+        reset()
+    params = [p for group in opt.param_groups for p in group["params"]] if opt else []
     for batch in data:
         batch = _to_device(batch, device)
         if opt is not None:
@@ -407,7 +611,7 @@ def _run_epoch(model, data, loss_fn, forward, metrics, *, opt=None, clip=None, p
                 raise FloatingPointError(f"the training loss became {loss.item()} (diverged)")
             loss.backward()
             if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
+                nn.utils.clip_grad_norm_(params, clip)
             opt.step()
             if post_step is not None:
                 post_step(model)
@@ -415,20 +619,27 @@ def _run_epoch(model, data, loss_fn, forward, metrics, *, opt=None, clip=None, p
             loss, output, target = forward(model, batch, loss_fn)
         n = target.numel() if isinstance(target, Tensor) else 1
         with torch.no_grad():
-            sums["loss"] += loss.item() * n
+            sums["loss"] += _loss_total(loss, loss_fn, n)
             for name, fn in metrics.items():
                 sums[name] += float(fn(output.detach(), target)) * n
         count += n
     if count == 0:
         raise ValueError("data yielded no batches")
-    return {k: v / count for k, v in sums.items()}
+    stats = {k: v / count for k, v in sums.items()}
+    stats["items"] = count
+    return stats
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Iterable, loss_fn: Callable, *,
              metrics: Mapping[str, Callable] | None = None, forward: Callable | None = None,
              device: str | torch.device = "cpu") -> dict[str, float]:
-    """Mean loss and metrics of ``model`` (in eval mode) over the batches of ``data``."""
+    """THE evaluation: mean loss per item and metrics of ``model`` (eval mode) over ``data``.
+
+    ``forward`` and ``loss_fn`` as in :func:`train`; the loss is the mean over every target
+    entry whatever ``loss_fn``'s reduction (``"sum"`` or ``"mean"``). The result also
+    holds ``items``, the number of target entries (tokens for a language model).
+    """
     was = model.training
     model.eval()
     try:
@@ -482,12 +693,21 @@ def train(
     validation data), call the recorders that want this epoch, append to the history, save
     the checkpoint, and call ``callbacks(epoch, history)``.
 
-    Recorders also run once before training (epoch 0). With ``checkpoint`` set and
+    ``forward`` may carry state across batches (:class:`TruncatedBPTT`); its ``reset()``
+    is called at the start of every training and evaluation pass. The history's losses are
+    means per target entry whatever ``loss_fn``'s reduction: with ``reduction="sum"`` (the
+    authors' convention) the gradient, and so the clipping, sees the summed loss.
+
+    Recorders that want epoch 0 (``at_start``) run once before training. With
+    ``checkpoint`` set, the recorders write their records beside it (see
+    :class:`OrbitRecorder`). With ``checkpoint`` set and
     ``resume`` true, an existing checkpoint is loaded (its ``config`` must equal ``config``)
     and training continues after its last epoch, bit for bit as if never interrupted.
 
     History keys: ``epoch``, ``lr``, ``train_loss``, ``train_<metric>``, ``val_loss``,
-    ``val_<metric>``, ``epoch_seconds`` (training pass) and ``record_seconds``.
+    ``val_<metric>``, ``train_items`` (target entries per epoch: tokens for a language
+    model), ``items_per_second`` (of the training pass), ``epoch_seconds`` (training pass)
+    and ``record_seconds``.
     """
     check_positive_int("epochs", epochs)
     if clip is not None:
@@ -504,6 +724,10 @@ def train(
     history: dict[str, list] = {"epoch": [], "lr": [], "epoch_seconds": [], "record_seconds": []}
     start = 1
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None:  # records go to files beside the checkpoint, not into it
+        for i, r in enumerate(recorders):
+            if r.folder is None:
+                r.folder = ckpt_path.parent / f"{ckpt_path.stem}_records" / f"recorder{i}"
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {
@@ -534,7 +758,8 @@ def train(
     else:
         t0 = time.perf_counter()
         for r in recorders:
-            r(model, 0)
+            if r.wants(0, epochs):
+                r(model, 0)
         history["record_seconds_initial"] = [time.perf_counter() - t0]
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, snapshot(0))
@@ -553,6 +778,7 @@ def train(
                                post_step=post_step, device=device)
             seconds = time.perf_counter() - t0
             row = {f"train_{k}": v for k, v in stats.items()}
+            row["items_per_second"] = stats["items"] / seconds
             if val_data is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(
                     model, val_data, loss_fn, metrics=metrics, forward=forward, device=device

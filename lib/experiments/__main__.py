@@ -1,0 +1,67 @@
+"""``python -m lib.experiments NAME [--field-name VALUE ...] --out DIR``: parse, dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import EXPERIMENTS
+from ._run import ConfigError, add_config_arguments, config_from_args
+from .sweep import sweep
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.experiments",
+        description="Run one of the paper's experiments (defaults: the authors' configuration).")
+    sub = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    for name, module in EXPERIMENTS.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__.split("\n\n")[0])
+        add_config_arguments(p, module.Config, module.CHOICES)
+        p.add_argument("--out", required=True, help="output folder (resumed if it holds a "
+                                                    "checkpoint of the same run)")
+        p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+        p.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="a sweep: one run per seed in OUT/seed_<s> (resumable)")
+        p.add_argument("--workers", type=int, default=2, help="sweep: runs at a time")
+        p.add_argument("--executor", default="local", choices=("local", "slurm", "inline"),
+                       help="sweep: submitit's local executor, Slurm, or this process")
+        if name == "language-model":
+            p.add_argument("--data", default=None, help="WikiText-2 folder (default: lookup)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, validate everything, run; bad options exit with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = EXPERIMENTS[args.experiment]
+    kwargs = {"device": args.device, "progress": not args.no_progress,
+              "resume": not args.no_resume}
+    if getattr(args, "data", None) is not None:
+        kwargs["data"] = args.data
+    if args.seeds is not None and args.experiment == "language-model":
+        parser.error("argument --seeds: sweeps are for symbol-classification and sine")
+    try:
+        cfg = config_from_args(module.PAPER, args)
+        if args.seeds is not None:
+            summaries = sweep(module, cfg, args.seeds, args.out, executor=args.executor,
+                              workers=args.workers, device=args.device)
+            print(json.dumps({"out": args.out, "seeds": sorted(summaries)}))
+            return 0
+        result = module.run(cfg, args.out, **kwargs)
+    except ConfigError as exc:
+        option = "out" if exc.field == "out" else exc.field.replace("_", "-")
+        parser.error(f"argument --{option}: {str(exc).split(': ', 1)[1]}")
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    print(json.dumps({"out": str(result.out), **{k: v for k, v in result.summary.items()
+                                                  if isinstance(v, (int, float, str))}}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

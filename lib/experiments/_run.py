@@ -1,0 +1,353 @@
+"""Shared plumbing of the experiments: configs, checks, set-up, provenance, output files.
+
+Every experiment module (:mod:`~lib.experiments.symbol_classification`,
+:mod:`~lib.experiments.sine`, :mod:`~lib.experiments.language_model`) defines a frozen
+config dataclass whose defaults are the authors' configuration, and ``run(config, out)``,
+which calls :func:`train_and_save` here. The command line (``__main__``) builds its options
+from the dataclass fields with :func:`add_config_arguments` and :func:`config_from_args`.
+
+Output folder of a run (``out``)::
+
+    run.json          config, git commit, device, torch version, wall time, summary
+    history.json      loss and metrics per epoch
+    orbits.pt         the orbit data and λ_1 per recorded epoch (checksummed)
+    model.pt          the final state_dict
+    checkpoint.pt     the last epoch's checkpoint; rerunning the same command resumes it
+    checkpoint_records/   one file per record (the checkpoint holds only their epochs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .. import seed_everything
+from ..training import (CheckpointError, OrbitRecorder, TrainResult, load_checkpoint,
+                        lyapunov_sampler, orbit_sampler, save_checkpoint, train)
+
+ROOT = Path(__file__).resolve().parents[2]
+LOSS_REDUCTIONS = ("sum", "mean")
+
+
+class ConfigError(ValueError):
+    """A bad config value; ``field`` names the config field (the CLI option ``--field``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# ----------------------------------------------------------------------------- checks
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_fields(cfg: Any, *, positive_int: Sequence[str] = (), nonnegative_int: Sequence[str] = (),
+                 positive_real: Sequence[str] = (), unit_interval: Sequence[str] = (),
+                 choices: Mapping[str, Sequence[Any]] = {}) -> None:
+    """Raise :class:`ConfigError` for the first field of ``cfg`` outside its range.
+
+    ``None`` is accepted for a field whose annotation allows it (``int | None``).
+    """
+    hints = typing.get_type_hints(type(cfg))
+
+    def optional(name):
+        return type(None) in typing.get_args(hints.get(name))
+
+    for group, ok, what in (
+        (positive_int, lambda v: _is_int(v) and v > 0, "a positive integer"),
+        (nonnegative_int, lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+        (positive_real, lambda v: _is_real(v) and v > 0, "a finite number > 0"),
+        (unit_interval, lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ):
+        for name in group:
+            v = getattr(cfg, name)
+            if v is None and optional(name):
+                continue
+            if not ok(v):
+                raise ConfigError(name, f"must be {what}, got {v!r}")
+    for name, allowed in choices.items():
+        v = getattr(cfg, name)
+        if v not in allowed:
+            raise ConfigError(name, f"must be one of {tuple(allowed)}, got {v!r}")
+
+
+def check_sorted_ints(cfg: Any, name: str) -> None:
+    v = getattr(cfg, name)
+    if not all(_is_int(m) and m > 0 for m in v) or list(v) != sorted(set(v)):
+        raise ConfigError(name, f"must be increasing positive integers, got {v!r}")
+
+
+def check_orbit_window(cfg: Any, steps: str, transient: str) -> None:
+    if getattr(cfg, transient) >= getattr(cfg, steps):
+        raise ConfigError(transient, f"must be < {steps} = {getattr(cfg, steps)}, "
+                                     f"got {getattr(cfg, transient)}")
+
+
+def check_constant_input_orbits(cfg: Any) -> None:
+    """The orbit and λ_1 fields shared by the symbol and sine configs, and the schedule."""
+    check_fields(cfg, choices=getattr(cfg, "CHOICES", {}),
+                 positive_int=("epochs", "hidden", "seq_len", "n_sequences", "batch_size",
+                               "orbit_every", "orbit_init", "orbit_steps", "lyapunov_steps"),
+                 nonnegative_int=("orbit_transient", "lyapunov_init", "lyapunov_transient",
+                                  "seed"),
+                 positive_real=("lr", "clip", "gamma", "orbit_std", "lyapunov_std"))
+    check_sorted_ints(cfg, "milestones")
+    check_orbit_window(cfg, "orbit_steps", "orbit_transient")
+    if cfg.orbit_transient < 1:
+        raise ConfigError("orbit_transient", "must be >= 1 (first differences)")
+    if cfg.gamma > 1:
+        raise ConfigError("gamma", f"must be in (0, 1] (a decay), got {cfg.gamma!r}")
+
+
+def constant_input_recorder(cfg: Any, inputs: torch.Tensor) -> OrbitRecorder:
+    """The orbit recorder of the symbol and sine experiments, from the config's fields.
+
+    Orbits under each constant input ``inputs[i]`` (``orbit_init`` initial states of
+    standard deviation ``orbit_std``, ``orbit_steps`` steps, the first ``orbit_transient``
+    dropped), every ``orbit_every`` epochs; λ_1 from ``lyapunov_init`` states (0: none).
+    """
+    return OrbitRecorder(
+        orbit_sampler(inputs, n_init=cfg.orbit_init, std=cfg.orbit_std, n_steps=cfg.orbit_steps,
+                      n_transient=cfg.orbit_transient, seed=cfg.seed,
+                      shared_init=cfg.orbit_shared_init),
+        every=cfg.orbit_every, at_start=cfg.orbit_at_start,
+        lyapunov=lyapunov_sampler(inputs, n_init=cfg.lyapunov_init, std=cfg.lyapunov_std,
+                                  n_steps=cfg.lyapunov_steps,
+                                  n_transient=cfg.lyapunov_transient, seed=cfg.seed)
+        if cfg.lyapunov_init else None)
+
+
+# ----------------------------------------------------------------------------- configs
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """The config as JSON-ready values (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def identity(cfg: Any) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the config without ``epochs``, so that
+    rerunning with more epochs extends a finished run."""
+    return {k: v for k, v in config_dict(cfg).items() if k != "epochs"}
+
+
+def differences(paper: Any, live: Any) -> list[tuple[str, Any, Any]]:
+    """``(field, paper value, live value)`` for every field where two configs differ."""
+    a, b = config_dict(paper), config_dict(live)
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
+
+
+def _cli_type(hint) -> tuple[Callable, str | None]:
+    """The argparse ``type`` and ``nargs`` of a config field's annotation."""
+    if type(None) in typing.get_args(hint):  # X | None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0], "+"
+    if hint is bool:
+        def boolean(s: str) -> bool:
+            if s.lower() not in ("true", "false"):
+                raise ValueError(s)
+            return s.lower() == "true"
+        boolean.__name__ = "true/false"
+        return boolean, None
+    return hint, None
+
+
+def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequence] = {}) -> None:
+    """One option ``--field-name`` per field of ``config_cls``, default: the field's."""
+    hints = typing.get_type_hints(config_cls)
+    for f in fields(config_cls):
+        typ, nargs = _cli_type(hints[f.name])
+        default = f.default
+        kw: dict[str, Any] = {"dest": f.name, "default": None,
+                              "help": f"default: {default!r}"}
+        if nargs:
+            kw["nargs"] = nargs
+        if f.name in choices:
+            kw["choices"] = list(choices[f.name])
+        kw["type"] = typ
+        if type(None) in typing.get_args(hints[f.name]):
+            inner = kw["type"]
+            kw["type"] = lambda s, inner=inner: None if s.lower() == "none" else inner(s)
+            kw["help"] += " ('none' to unset)"
+        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def config_from_args(base: Any, args) -> Any:
+    """``base`` with every option given on the command line replaced (validated)."""
+    changes = {}
+    for f in fields(base):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            changes[f.name] = tuple(v) if isinstance(v, list) else v
+    return dataclasses.replace(base, **changes)
+
+
+# ----------------------------------------------------------------------------- provenance
+def git_commit(root: Path = ROOT) -> str:
+    """``git rev-parse HEAD`` (with ``-dirty`` if tracked files changed), or ``"unknown"``."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], check=True, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: str | torch.device) -> str:
+    """A readable name of the device a run used (GPU model, or CPU and thread count)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(dev)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (unique temporary file, fsync, rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, default=float)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_run(out: str | Path) -> dict[str, Any]:
+    """Read what a run wrote: ``run`` (run.json), ``history`` and, if present, ``orbits``."""
+    out = Path(out)
+    if not (out / "run.json").is_file():
+        raise FileNotFoundError(f"{out / 'run.json'} does not exist: not a finished run folder")
+    result: dict[str, Any] = {"run": json.loads((out / "run.json").read_text())}
+    if (out / "history.json").is_file():
+        result["history"] = json.loads((out / "history.json").read_text())
+    if (out / "orbits.pt").is_file():
+        result["orbits"] = load_checkpoint(out / "orbits.pt")
+    return result
+
+
+# ----------------------------------------------------------------------------- a run
+@dataclass
+class RunResult:
+    """What ``run(config, out)`` returns: the trained model, history, recorders, summary."""
+
+    config: Any
+    model: nn.Module
+    history: dict[str, list]
+    recorders: dict[str, OrbitRecorder]
+    summary: dict[str, Any]
+    out: Path | None
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError("device", f"must be 'cpu' or 'cuda[:k]', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "CUDA is not available here: use 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError("device", f"must be 'cpu' or 'cuda[:k]', got {device!r}")
+    return dev
+
+
+def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
+            flush_denormals: bool = True) -> Path | None:
+    """Everything checked before any data is loaded or any epoch runs.
+
+    Validates ``cfg`` (its ``validate()``), the device and ``out``: a folder (created) or
+    None (nothing written); an existing checkpoint there must belong to the same run
+    (:func:`identity`) when ``resume`` is true. Then seeds every generator with
+    ``cfg.seed`` and, on the CPU, flushes denormal floats to zero (the vanishing gradients
+    of long sequences are denormal and make an epoch several times slower).
+    """
+    cfg.validate()
+    dev = check_device(device)
+    folder = None
+    if out is not None:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError("out", f"{str(folder)!r} exists and is not a folder")
+        ckpt = folder / "checkpoint.pt"
+        if resume and ckpt.exists():
+            try:
+                load_checkpoint(ckpt, expected=identity(cfg))
+            except CheckpointError as exc:
+                raise ConfigError("out", f"{exc}; choose another folder or --no-resume") from exc
+        folder.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    if flush_denormals and dev.type == "cpu":
+        torch.set_flush_denormal(True)
+    return folder
+
+
+def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: str,
+                   recorders: Mapping[str, OrbitRecorder], device, progress: bool,
+                   resume: bool, summarize: Callable[[TrainResult], dict] | None = None,
+                   **train_kwargs) -> RunResult:
+    """:func:`lib.training.train` with the config's epochs, lr and clip, then the files.
+
+    ``train_kwargs`` go to :func:`~lib.training.train` (loss, data, forward, optimizer,
+    scheduler, ...). With ``out`` set, the checkpoint lives there and the run's files are
+    written when training ends (see the module docstring).
+    """
+    t0 = time.perf_counter()
+    result = train(model, epochs=cfg.epochs, lr=cfg.lr, clip=cfg.clip,
+                   recorders=list(recorders.values()),
+                   checkpoint=None if out is None else out / "checkpoint.pt", resume=resume,
+                   config=identity(cfg), device=device, progress=progress,
+                   desc=f"{experiment} {cfg.model} seed {cfg.seed}", **train_kwargs)
+    wall = time.perf_counter() - t0
+    h = result.history
+    summary = {k: h[k][-1] for k in h if k.startswith(("train_", "val_")) and h[k]}
+    if summarize is not None:
+        summary.update(summarize(result))
+    if out is not None:
+        write_json(out / "history.json", h)
+        orbits: dict[str, Any] = {}
+        for key, rec in recorders.items():
+            if not rec.epochs:
+                continue
+            orbits[f"{key}_epochs"] = torch.tensor(rec.epochs)
+            orbits[key] = rec.samples
+            if rec.lyapunov is not None:
+                orbits[f"{key}_lyapunov"] = rec.lyapunov
+        save_checkpoint(out / "orbits.pt", orbits)
+        save_checkpoint(out / "model.pt", {"model": model.state_dict()})
+        write_json(out / "run.json", {
+            "experiment": experiment,
+            "config": config_dict(cfg),
+            "commit": git_commit(),
+            "device": device_name(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_seconds": wall,
+            "epochs_run": result.epochs_run,
+            "summary": summary,
+        })
+    return RunResult(cfg, model, h, dict(recorders), summary, out)

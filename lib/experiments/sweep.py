@@ -1,0 +1,92 @@
+"""Seed sweeps: one run per weight seed, launched with submitit.
+
+``executor="local"`` runs each seed in a subprocess of this machine (submitit's
+``LocalExecutor``), at most ``workers`` at a time; ``executor="slurm"`` submits the same
+function to a Slurm cluster unchanged; ``executor="inline"`` runs in this process (tests).
+Every seed writes its own run folder ``out/seed_<s>`` through the experiment's
+``run(config, out)``, so a partly finished sweep resumes where it stopped: finished seeds
+(``run.json`` present) are skipped and interrupted ones resume from their checkpoints.
+``out/sweep.json`` records the configuration shared by all seeds; a sweep pointed at a
+folder of another configuration is refused instead of mixing runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import _run
+
+EXECUTORS = ("local", "slurm", "inline")
+
+
+def _run_seed(module_name: str, cfg: Any, folder: str, device: str) -> dict:
+    import importlib
+
+    import torch
+
+    torch.set_num_threads(1)
+    module = importlib.import_module(module_name)
+    return module.run(cfg, folder, device=device, progress=False).summary
+
+
+def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor: str = "local",
+          workers: int = 2, device: str = "cpu", slurm: dict | None = None) -> dict[int, dict]:
+    """Run ``module.run`` for ``base`` with every seed of ``seeds``; return their summaries.
+
+    Raises :class:`~lib.experiments._run.ConfigError` for bad seeds, workers or executor,
+    and when ``out`` holds a sweep of another configuration.
+    """
+    if executor not in EXECUTORS:
+        raise _run.ConfigError("executor", f"must be one of {EXECUTORS}, got {executor!r}")
+    if not (isinstance(workers, int) and not isinstance(workers, bool) and workers > 0):
+        raise _run.ConfigError("workers", f"must be a positive integer, got {workers!r}")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                            for s in seeds) or len(set(seeds)) != len(seeds):
+        raise _run.ConfigError("seeds", f"must be distinct non-negative integers, got {seeds!r}")
+    base.validate()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise _run.ConfigError("out", f"{str(out)!r} exists and is not a folder")
+    shared = {k: v for k, v in _run.identity(base).items() if k != "seed"}
+    shared["epochs"] = base.epochs
+    marker = out / "sweep.json"
+    if marker.is_file():
+        saved = json.loads(marker.read_text())["config"]
+        diff = sorted(k for k in set(saved) | set(shared) if saved.get(k) != shared.get(k))
+        if diff:
+            raise _run.ConfigError("out", f"{out} holds a sweep of another configuration "
+                                          f"(differs in {', '.join(diff)}): choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _run.write_json(marker, {"experiment": module.NAME, "config": shared,
+                             "seeds": sorted(set(seeds) | set(
+                                 json.loads(marker.read_text())["seeds"] if marker.is_file()
+                                 else []))})
+    todo, results = [], {}
+    for s in seeds:
+        folder = out / f"seed_{s}"
+        if (folder / "run.json").is_file():
+            results[s] = json.loads((folder / "run.json").read_text())["summary"]
+        else:
+            todo.append((s, dataclasses.replace(base, seed=s), str(folder)))
+    if executor == "inline":
+        for s, cfg, folder in todo:
+            results[s] = _run_seed(module.__name__, cfg, folder, device)
+        return dict(sorted(results.items()))
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=out / "submitit", cluster=executor)
+    ex.update_parameters(timeout_min=24 * 60, cpus_per_task=1, **(slurm or {}))
+    running: list = []
+    while todo or running:
+        while todo and len(running) < workers:
+            s, cfg, folder = todo.pop(0)
+            running.append((s, ex.submit(_run_seed, module.__name__, cfg, folder, device)))
+        time.sleep(0.5)
+        for item in [r for r in running if r[1].done()]:
+            running.remove(item)
+            results[item[0]] = item[1].result()  # re-raises a failed job's error
+    return dict(sorted(results.items()))
