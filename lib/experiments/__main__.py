@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
         p.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="a sweep: one run per seed in OUT/seed_<s> (resumable)")
+        p.add_argument("--sweep-field", default="seed",
+                       help="sweep: the config field the seeds go to (seed or weight_seed)")
         p.add_argument("--workers", type=int, default=2, help="sweep: runs at a time")
         p.add_argument("--executor", default="local", choices=("local", "slurm", "inline"),
                        help="sweep: submitit's local executor, Slurm, or this process")
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(module.PAPER, args)
         if args.seeds is not None:
             summaries = sweep(module, cfg, args.seeds, args.out, executor=args.executor,
-                              workers=args.workers, device=args.device)
+                              workers=args.workers, device=args.device,
+                              field=args.sweep_field)
             print(json.dumps({"out": args.out, "seeds": sorted(summaries)}))
             return 0
         result = module.run(cfg, args.out, **kwargs)

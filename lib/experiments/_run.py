@@ -276,13 +276,13 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
-            flush_denormals: bool = True) -> Path | None:
+            flush_denormals: bool = True, seed: int | None = None) -> Path | None:
     """Everything checked before any data is loaded or any epoch runs.
 
     Validates ``cfg`` (its ``validate()``), the device and ``out``: a folder (created) or
     None (nothing written); an existing checkpoint there must belong to the same run
     (:func:`identity`) when ``resume`` is true. Then seeds every generator with
-    ``cfg.seed`` and, on the CPU, flushes denormal floats to zero (the vanishing gradients
+    ``seed`` (default ``cfg.seed``) and, on the CPU, flushes denormal floats to zero (the vanishing gradients
     of long sequences are denormal and make an epoch several times slower).
     """
     cfg.validate()
@@ -299,7 +299,7 @@ def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
             except CheckpointError as exc:
                 raise ConfigError("out", f"{exc}; choose another folder or --no-resume") from exc
         folder.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed if seed is None else seed)
     if flush_denormals and dev.type == "cpu":
         torch.set_flush_denormal(True)
     return folder

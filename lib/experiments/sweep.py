@@ -34,8 +34,12 @@ def _run_seed(module_name: str, cfg: Any, folder: str, device: str) -> dict:
 
 
 def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor: str = "local",
-          workers: int = 2, device: str = "cpu", slurm: dict | None = None) -> dict[int, dict]:
+          workers: int = 2, device: str = "cpu", field: str = "seed",
+          slurm: dict | None = None) -> dict[int, dict]:
     """Run ``module.run`` for ``base`` with every seed of ``seeds``; return their summaries.
+
+    ``field`` is the config field the seeds go to: ``"seed"`` (data and weights), or
+    ``"weight_seed"`` where the config has one (the same data, other initial weights).
 
     Raises :class:`~lib.experiments._run.ConfigError` for bad seeds, workers or executor,
     and when ``out`` holds a sweep of another configuration.
@@ -47,11 +51,14 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                             for s in seeds) or len(set(seeds)) != len(seeds):
         raise _run.ConfigError("seeds", f"must be distinct non-negative integers, got {seeds!r}")
+    if field not in {f.name for f in dataclasses.fields(base)} or "seed" not in field:
+        raise _run.ConfigError("field", f"must be a seed field of the config, got {field!r}")
     base.validate()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise _run.ConfigError("out", f"{str(out)!r} exists and is not a folder")
-    shared = {k: v for k, v in _run.identity(base).items() if k != "seed"}
+    shared = {k: v for k, v in _run.identity(base).items() if k != field}
+    shared["sweep_field"] = field
     shared["epochs"] = base.epochs
     marker = out / "sweep.json"
     if marker.is_file():
@@ -71,7 +78,7 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
         if (folder / "run.json").is_file():
             results[s] = json.loads((folder / "run.json").read_text())["summary"]
         else:
-            todo.append((s, dataclasses.replace(base, seed=s), str(folder)))
+            todo.append((s, dataclasses.replace(base, **{field: s}), str(folder)))
     if executor == "inline":
         for s, cfg, folder in todo:
             results[s] = _run_seed(module.__name__, cfg, folder, device)

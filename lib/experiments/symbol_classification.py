@@ -66,13 +66,14 @@ class Config:
     lyapunov_steps: int = 200
     lyapunov_transient: int = 200
     seed: int = 2
+    weight_seed: int | None = None  # None: ``seed`` (the authors' single seed)
 
     CHOICES = CHOICES  # for the shared checks (a class attribute, not a field)
 
     def validate(self) -> None:
         """Raise :class:`~lib.experiments._run.ConfigError` naming the first bad field."""
         _run.check_constant_input_orbits(self)
-        _run.check_fields(self, positive_int=("n_val",))
+        _run.check_fields(self, positive_int=("n_val",), nonnegative_int=("weight_seed",))
         if len(self.windows) != 4:
             raise _run.ConfigError("windows", f"must be 4 integers A1 B1 A2 B2, got {self.windows!r}")
         try:
@@ -87,12 +88,17 @@ def run(cfg: Config, out=None, *, device: str = "cpu", progress: bool = True,
         resume: bool = True) -> _run.RunResult:
     """Train and record one run of ``cfg``; write its files into ``out`` (None: none).
 
+    The data come from ``cfg.seed`` (validation: ``cfg.seed + 1``); the initial weights and
+    the batch order from ``cfg.weight_seed`` (default: the same seed, as in the authors'
+    code), so that runs can share data and differ only in their initial weights.
+
     Returns a :class:`~lib.experiments._run.RunResult` whose recorder ``"orbits"`` holds
     samples ``(E, 2, 6, orbit_init, orbit_steps - orbit_transient, 4)`` (outputs and their
     first differences, per input, initial state, step and class) and λ_1 ``(E, 6,
     lyapunov_init)``.
     """
-    folder = _run.prepare(cfg, out, device=device, resume=resume)
+    weight_seed = cfg.seed if cfg.weight_seed is None else cfg.weight_seed
+    folder = _run.prepare(cfg, out, device=device, resume=resume, seed=weight_seed)
     windows = (tuple(cfg.windows[:2]), tuple(cfg.windows[2:]))
     u, y = tasks.symbol_classification(cfg.n_sequences, cfg.seq_len, windows=windows,
                                        seed=cfg.seed)
@@ -107,7 +113,7 @@ def run(cfg: Config, out=None, *, device: str = "cpu", progress: bool = True,
         cfg, folder, model, experiment=NAME, recorders={"orbits": recorder}, device=device,
         progress=progress, resume=resume,
         loss_fn=nn.CrossEntropyLoss(reduction=cfg.loss_reduction),
-        train_data=Batches(u, y, cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed),
+        train_data=Batches(u, y, cfg.batch_size, shuffle=cfg.shuffle, seed=weight_seed),
         val_data=Batches(uv, yv, cfg.n_val, shuffle=False), metrics={"accuracy": accuracy},
         scheduler={"name": "multistep", "milestones": list(cfg.milestones), "gamma": cfg.gamma},
         post_step=models.apply_constraints)
