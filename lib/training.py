@@ -60,6 +60,7 @@ __all__ = [
     "orbit_sampler",
     "constant_input_orbits",
     "lyapunov_sampler",
+    "feedback_map",
     "save_checkpoint",
     "load_checkpoint",
     "rng_state",
@@ -402,7 +403,7 @@ def constant_input_orbits(inputs: Tensor, **kwargs) -> Callable[[nn.Module], Ten
     return orbit_sampler(inputs, feedback=False, **kwargs)
 
 
-def _feedback_step(model: nn.Module, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+def feedback_map(model: nn.Module, dtype: torch.dtype = torch.float64) -> Callable[[Tensor], Tensor]:
     """``x -> f(x, feedback_input(h(x)))``: the autonomous feedback map, in ``dtype``.
 
     The fed-back input depends on ``x`` only through a piecewise-constant arg-max: it is
@@ -448,7 +449,7 @@ def lyapunov_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 4,
             if feedback:
                 # the first step under the orbit input, then the autonomous feedback map
                 x0 = rnn.step_map(u.unsqueeze(1), dtype=dtype)(x0)
-                step = _feedback_step(model, dtype)
+                step = feedback_map(model, dtype)
             else:
                 step = rnn.step_map(u.unsqueeze(1), dtype=dtype)
             lam = largest_lyapunov(step, x0, n_steps, n_transient=n_transient)

@@ -23,9 +23,9 @@ Import graph, bottom to top: :mod:`lib.models`, :mod:`lib.dynamics` -> :mod:`lib
 from __future__ import annotations
 
 from . import language_model, sine, symbol_classification
-from ._run import ConfigError, RunResult, differences, load_run
+from ._run import ConfigError, RunResult, differences, differences_table, load_run
 
-__all__ = ["EXPERIMENTS", "ConfigError", "RunResult", "differences", "load_run",
+__all__ = ["EXPERIMENTS", "ConfigError", "RunResult", "differences", "differences_table", "load_run",
            "symbol_classification", "sine", "language_model"]
 
 # The command line's table: subcommand -> module (with Config, PAPER, run, NAME, HELP).

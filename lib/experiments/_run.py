@@ -153,6 +153,18 @@ def differences(paper: Any, live: Any) -> list[tuple[str, Any, Any]]:
     return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
 
 
+def differences_table(paper: Any, live: Any, *, live_name: str = "this page") -> str:
+    """A Markdown table of :func:`differences`: field, the authors' value, ``live``'s value."""
+    def fmt(v):
+        if isinstance(v, list):
+            return ", ".join(str(x) for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    rows = [f"| `{k}` | {fmt(a)} | {fmt(b)} |" for k, a, b in differences(paper, live)]
+    head = f"| field | the authors' configuration | {live_name} |\n|---|---|---|"
+    return "\n".join([head, *rows]) if rows else "The two configurations are equal."
+
+
 def _cli_type(hint) -> tuple[Callable, str | None]:
     """The argparse ``type`` and ``nargs`` of a config field's annotation."""
     if type(None) in typing.get_args(hint):  # X | None
