@@ -6,7 +6,10 @@ The cost of a recurrent model on one sequence is, in the book's 0-based conventi
     V(θ) = (1/N) Σ_{t=0}^{N-1} l(ŷ_t(θ), y_t),   ŷ_t = g(x_t, u_t; θ),
     x_{t+1} = f(x_t, u_t; θ),                                             (eq. (1)-(2))
 
-with ``l`` the squared error averaged over the output components by default. Supplement C
+with ``l`` the squared error averaged over the output components by default. With a
+burn-in of ``B`` steps the first ``B`` outputs are left out and the average runs over
+t = B .. N-1 (the authors' code for supplement C compares h_101 .. h_200 of a run from
+x_0: ``B = 101``, ``N = 201`` here). Supplement C
 and Supplementary Figure 1 of the paper draw V on lines and planes through parameter
 space, θ(s) = θ_0 + s d and θ(s1, s2) = θ_0 + s1 d1 + s2 d2, to show how rough it becomes
 when the model is chaotic.
@@ -106,6 +109,7 @@ def batched_cost(
     y: Tensor,
     *,
     loss: Loss = "mse",
+    burn_in: int = 0,
 ) -> Tensor:
     """The cost V(θ) of eq. (2) for a whole batch of parameter vectors in one rollout.
 
@@ -121,12 +125,20 @@ def batched_cost(
         y: targets ``(N, Ny)`` or ``(N, *B', Ny)``.
         loss: ``"mse"`` (squared error averaged over the outputs) or a callable
             ``loss(y_hat, y_t) -> (...)`` applied at every step.
+        burn_in: number ``B`` of leading steps left out of the average, ``0 <= B < N``.
+            The state still runs through them (from ``x0`` at t = 0); only their loss is
+            not counted, and ``y[:B]`` is not read.
 
     Returns:
         ``V`` of shape ``B`` (broadcast with the batch shapes of ``x0``, ``u``, ``y``):
-        ``(1/N) Σ_{t=0}^{N-1} l(ŷ_t, y_t)`` with ``ŷ_t = g(x_t, u_t; θ)`` (the convention of
-        :func:`lib.dynamics.rollout`). Differentiable in ``thetas``. Only the running sum is
-        kept, never the outputs, so memory stays O(|B|) whatever N is.
+        ``(1/(N - B)) Σ_{t=B}^{N-1} l(ŷ_t, y_t)`` with ``ŷ_t = g(x_t, u_t; θ)`` (the
+        convention of :func:`lib.dynamics.rollout`). Differentiable in ``thetas``. Only the
+        running sum is kept, never the outputs, so memory stays O(|B|) whatever N is.
+
+    Raises:
+        ValueError: bad arguments (naming them), or a loss that came out NaN (a state that
+            overflowed, or a loss callable that produced it): a NaN never comes back as a
+            cost, where it would compare false with everything (no minimum, no maximum).
     """
     thetas = _check_thetas(model, thetas)
     loss_fn = _resolve_loss(loss)
@@ -138,6 +150,9 @@ def batched_cost(
     n_steps = y.shape[0]
     if n_steps == 0:
         raise ValueError("y must hold at least one time step (got N = 0)")
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < n_steps:
+        raise ValueError(f"burn_in must be an integer with 0 <= burn_in < N = {n_steps} "
+                         f"(the number of steps of y), got {burn_in!r}")
     if u is None:
         u = thetas.new_zeros(n_steps, model.nu)
     else:
@@ -158,14 +173,22 @@ def batched_cost(
     x = x0.expand(*shape, model.nx)
     total = thetas.new_zeros(shape)
     for t in range(n_steps):
-        step_loss = loss_fn(model.g(x, u[t], thetas), y[t])
-        if t == 0 and step_loss.shape != shape:
-            raise ValueError(f"loss must map outputs (..., Ny) to shape {tuple(shape)}, got "
-                             f"{tuple(step_loss.shape)}")
-        total = total + step_loss
+        if t >= burn_in:
+            step_loss = loss_fn(model.g(x, u[t], thetas), y[t])
+            if t == burn_in and step_loss.shape != shape:
+                raise ValueError(f"loss must map outputs (..., Ny) to shape {tuple(shape)}, "
+                                 f"got {tuple(step_loss.shape)}")
+            total = total + step_loss
         if t + 1 < n_steps:  # the last state is never read out
             x = model.f(x, u[t], thetas)
-    return total / n_steps
+    cost = total / (n_steps - burn_in)
+    nan = torch.isnan(cost.detach())
+    if bool(nan.any()):
+        first = tuple(int(i) for i in nan.nonzero()[0])
+        raise ValueError(f"loss is NaN for {int(nan.sum())} of {nan.numel()} parameter "
+                         f"vector(s) (the first at batch index {first}): a state overflowed "
+                         f"or the loss callable returned NaN")
+    return cost
 
 
 def _grid(name: str, s: Grid, ref: Tensor) -> Tensor:
@@ -219,17 +242,25 @@ def plane(direction1: Tensor, direction2: Tensor, s1: Grid, s2: Grid, *,
 
 def landscape_1d(model: StateSpaceModel, direction: Tensor, s: Grid, x0: Tensor,
                  u: Tensor | None, y: Tensor, *, origin: Tensor | None = None,
-                 loss: Loss = "mse") -> Tensor:
-    """V(origin + s d) for every ``s`` of the grid, shape ``(S,)``, in one batched call."""
-    return batched_cost(model, line(direction, s, origin=origin), x0, u, y, loss=loss)
+                 loss: Loss = "mse", burn_in: int = 0) -> Tensor:
+    """V(origin + s d) for every ``s`` of the grid, shape ``(S,)``, in one batched call.
+
+    ``loss`` and ``burn_in`` as in :func:`batched_cost`.
+    """
+    return batched_cost(model, line(direction, s, origin=origin), x0, u, y, loss=loss,
+                        burn_in=burn_in)
 
 
 def landscape_2d(model: StateSpaceModel, direction1: Tensor, direction2: Tensor, s1: Grid,
                  s2: Grid, x0: Tensor, u: Tensor | None, y: Tensor, *,
-                 origin: Tensor | None = None, loss: Loss = "mse") -> Tensor:
-    """V(origin + s1 d1 + s2 d2) on the grid ``s1 x s2``, shape ``(S1, S2)``, one call."""
+                 origin: Tensor | None = None, loss: Loss = "mse",
+                 burn_in: int = 0) -> Tensor:
+    """V(origin + s1 d1 + s2 d2) on the grid ``s1 x s2``, shape ``(S1, S2)``, one call.
+
+    ``loss`` and ``burn_in`` as in :func:`batched_cost`.
+    """
     thetas = plane(direction1, direction2, s1, s2, origin=origin)
-    return batched_cost(model, thetas, x0, u, y, loss=loss)
+    return batched_cost(model, thetas, x0, u, y, loss=loss, burn_in=burn_in)
 
 
 def landscape_lyapunov(model: StateSpaceModel, thetas: Tensor, x0: Tensor, n_steps: int, *,

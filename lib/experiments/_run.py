@@ -21,10 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
 import time
 import typing
 from dataclasses import dataclass, fields
@@ -35,7 +33,8 @@ import torch
 from torch import nn
 
 from .. import seed_everything
-from ..training import (CheckpointError, OrbitRecorder, TrainResult, load_checkpoint,
+from ..models import STABLE_RULES
+from ..training import (CheckpointError, atomic_write, OrbitRecorder, TrainResult, load_checkpoint,
                         lyapunov_sampler, orbit_sampler, save_checkpoint, train)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +98,56 @@ def check_orbit_window(cfg: Any, steps: str, transient: str) -> None:
     if getattr(cfg, transient) >= getattr(cfg, steps):
         raise ConfigError(transient, f"must be < {steps} = {getattr(cfg, steps)}, "
                                      f"got {getattr(cfg, transient)}")
+
+
+@dataclass(frozen=True)
+class SequenceTaskConfig:
+    """Fields shared by the symbol-classification and sine configs (symbol defaults).
+
+    Training: ``model``, ``epochs``, ``hidden``, ``seq_len``, ``n_sequences``,
+    ``batch_size``, Adam's ``lr``, the gradient-norm ``clip``, ``loss_reduction`` ("sum":
+    the authors'), MultiStepLR ``milestones`` and ``gamma``, ``shuffle`` (False: the
+    authors' fixed batch order), the stable LSTM's ``stable_rule``. Orbits: every
+    ``orbit_every`` epochs, ``orbit_init`` initial states of standard deviation
+    ``orbit_std`` per input, ``orbit_steps`` steps of which ``orbit_transient`` are dropped,
+    ``orbit_shared_init`` (False: a separate state per (input, state) pair, the authors'),
+    ``orbit_at_start`` (record the untrained model; the authors do not). λ_1 from
+    ``lyapunov_init`` states (0: none) of standard deviation ``lyapunov_std``, averaged
+    over ``lyapunov_steps`` steps after ``lyapunov_transient``.
+    """
+
+    model: str = "lstm"
+    epochs: int = 400
+    hidden: int = 50
+    seq_len: int = 200
+    n_sequences: int = 1000
+    batch_size: int = 100
+    lr: float = 1e-3
+    clip: float = 0.25
+    loss_reduction: str = "sum"
+    milestones: tuple[int, ...] = (500, 1000, 2000)
+    gamma: float = 0.25
+    shuffle: bool = False
+    stable_rule: str = "rescale"
+    orbit_every: int = 1
+    orbit_init: int = 10
+    orbit_std: float = 100.0
+    orbit_steps: int = 800
+    orbit_transient: int = 400
+    orbit_shared_init: bool = False
+    orbit_at_start: bool = False
+    lyapunov_init: int = 2
+    lyapunov_std: float = 1.0
+    lyapunov_steps: int = 200
+    lyapunov_transient: int = 200
+    seed: int = 2
+
+    CHOICES = {"model": ("lstm", "ornn", "slstm"), "loss_reduction": LOSS_REDUCTIONS,
+               "stable_rule": STABLE_RULES}
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        check_constant_input_orbits(self)
 
 
 def check_constant_input_orbits(cfg: Any) -> None:
@@ -235,18 +284,7 @@ def device_name(device: str | torch.device) -> str:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (unique temporary file, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, default=float)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(obj, indent=1, default=float).encode())
 
 
 def load_run(out: str | Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..training import load_checkpoint, save_checkpoint
+from ..training import save_checkpoint
 from ._run import ROOT, load_run, write_json
 
 RESULTS = ROOT / "results"

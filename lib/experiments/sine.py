@@ -22,47 +22,35 @@ from . import _run
 
 NAME = "sine"
 HELP = "sine generation: a fixed point gives way to an oscillation"
-CHOICES = {"model": ("lstm", "ornn", "slstm"), "loss_reduction": _run.LOSS_REDUCTIONS,
-           "stable_rule": models.STABLE_RULES}
+CHOICES = _run.SequenceTaskConfig.CHOICES
 
 
 @dataclass(frozen=True)
-class Config:
-    """One sine-generation run; the defaults are the authors' configuration."""
+class Config(_run.SequenceTaskConfig):
+    """One sine-generation run; the defaults are the authors' configuration.
 
-    model: str = "lstm"
-    epochs: int = 400
+    The fields of :class:`~lib.experiments._run.SequenceTaskConfig` with the sine task's
+    defaults (``n_sequences`` is the number of frequencies), plus ``orbit_inputs``: the
+    number of constant inputs (frequencies in [π/16, π/8]) of the orbit diagram.
+    """
+
     hidden: int = 200
     seq_len: int = 400
     n_sequences: int = 100
     batch_size: int = 10
-    lr: float = 1e-3
-    clip: float = 0.25
-    loss_reduction: str = "sum"
     milestones: tuple[int, ...] = (500, 1000, 2000, 8000, 15000, 25000)
     gamma: float = 0.1
-    shuffle: bool = False
-    stable_rule: str = "rescale"
-    orbit_every: int = 1
-    orbit_inputs: int = 10
     orbit_init: int = 4
-    orbit_std: float = 100.0
     orbit_steps: int = 1600
     orbit_transient: int = 1200
-    orbit_shared_init: bool = False
-    orbit_at_start: bool = False
     lyapunov_init: int = 1
-    lyapunov_std: float = 1.0
-    lyapunov_steps: int = 200
-    lyapunov_transient: int = 200
-    seed: int = 2
-
-    CHOICES = CHOICES  # for the shared checks (a class attribute, not a field)
+    orbit_inputs: int = 10
 
     def validate(self) -> None:
         """Raise :class:`~lib.experiments._run.ConfigError` naming the first bad field."""
-        _run.check_constant_input_orbits(self)
+        super().validate()
         _run.check_fields(self, positive_int=("orbit_inputs",))
+
 
 PAPER = Config()
 

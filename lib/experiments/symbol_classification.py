@@ -31,48 +31,25 @@ from . import _run
 
 NAME = "symbol-classification"
 HELP = "Supplementary Figures 2-4: symbol classification (LSTM, oRNN, stable LSTM)"
-CHOICES = {"model": ("lstm", "ornn", "slstm"), "loss_reduction": _run.LOSS_REDUCTIONS,
-           "stable_rule": models.STABLE_RULES}
+CHOICES = _run.SequenceTaskConfig.CHOICES
 
 
 @dataclass(frozen=True)
-class Config:
-    """One symbol-classification run; the defaults are the authors' configuration."""
+class Config(_run.SequenceTaskConfig):
+    """One symbol-classification run; the defaults are the authors' configuration.
 
-    model: str = "lstm"
-    epochs: int = 400
-    hidden: int = 50
-    seq_len: int = 200
-    n_sequences: int = 1000
+    The fields of :class:`~lib.experiments._run.SequenceTaskConfig` (training, orbits,
+    λ_1), plus ``n_val`` validation sequences, the two ``windows`` [A1, B1), [A2, B2) where
+    the symbols sit, and ``weight_seed`` (None: ``seed``; see :func:`run`).
+    """
+
     n_val: int = 1000
-    batch_size: int = 100
-    lr: float = 1e-3
-    clip: float = 0.25
-    loss_reduction: str = "sum"
-    milestones: tuple[int, ...] = (500, 1000, 2000)
-    gamma: float = 0.25
     windows: tuple[int, ...] = (9, 19, 39, 49)
-    shuffle: bool = False
-    stable_rule: str = "rescale"
-    orbit_every: int = 1
-    orbit_init: int = 10
-    orbit_std: float = 100.0
-    orbit_steps: int = 800
-    orbit_transient: int = 400
-    orbit_shared_init: bool = False
-    orbit_at_start: bool = False
-    lyapunov_init: int = 2
-    lyapunov_std: float = 1.0
-    lyapunov_steps: int = 200
-    lyapunov_transient: int = 200
-    seed: int = 2
     weight_seed: int | None = None  # None: ``seed`` (the authors' single seed)
-
-    CHOICES = CHOICES  # for the shared checks (a class attribute, not a field)
 
     def validate(self) -> None:
         """Raise :class:`~lib.experiments._run.ConfigError` naming the first bad field."""
-        _run.check_constant_input_orbits(self)
+        super().validate()
         _run.check_fields(self, positive_int=("n_val",), nonnegative_int=("weight_seed",))
         if len(self.windows) != 4:
             raise _run.ConfigError("windows", f"must be 4 integers A1 B1 A2 B2, got {self.windows!r}")
@@ -80,6 +57,7 @@ class Config:
             tasks.check_windows((self.windows[:2], self.windows[2:]), self.seq_len)
         except ValueError as exc:
             raise _run.ConfigError("windows", str(exc)) from None
+
 
 PAPER = Config()
 
