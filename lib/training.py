@@ -611,7 +611,7 @@ def _run_epoch(model, data, loss_fn, forward, metrics, *, opt=None, clip=None, p
     reset = getattr(forward, "reset", None)
     if callable(reset):  # a forward step that carries state across batches starts afresh
         reset()
-    params = [p for group in opt.param_groups for p in group["params"]] if opt else []
+    params = list(model.parameters())  # clipped together, in the model's order
     for batch in data:
         batch = _to_device(batch, device)
         if opt is not None:

@@ -1,112 +1,278 @@
-"""Tests of lib.experiments: the command line of the full-scale runs, at a tiny scale."""
+"""Tests of lib.experiments: configs with the authors' defaults, the command line of the
+full-scale runs (at a tiny scale), validation before any training, resuming, seed sweeps."""
 
 from __future__ import annotations
 
-import importlib.machinery
+import dataclasses
 import json
-import subprocess
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
 
-from lib import experiments
-from lib.models import SequenceClassifier, make_rnn
+from lib import corpus as C
+from lib import experiments, tasks
+from lib.experiments import language_model, sine, symbol_classification, sweep as sweep_mod
+from lib.experiments.__main__ import build_parser, main
+from lib.experiments._run import ConfigError, config_from_args, identity
+from lib.models import SequenceClassifier, SequenceRegressor, make_rnn
+from lib.training import load_checkpoint, orbit_sampler
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--epochs", "2", "--hidden", "6", "--seq-len", "24", "--windows", "2", "6", "12", "16",
-        "--n-train", "40", "--n-val", "40", "--batch-size", "20", "--orbit-init", "2",
+        "--n-sequences", "40", "--n-val", "40", "--batch-size", "20", "--orbit-init", "2",
         "--orbit-steps", "12", "--orbit-transient", "4", "--lyapunov-steps", "5",
-        "--lyapunov-transient", "5", "--no-progress"]
+        "--lyapunov-transient", "5", "--orbit-at-start", "true", "--no-progress"]
+TINY_SINE = ["--epochs", "1", "--hidden", "5", "--seq-len", "20", "--n-sequences", "4",
+             "--batch-size", "2", "--orbit-inputs", "2", "--orbit-init", "2", "--orbit-steps", "10",
+             "--orbit-transient", "5", "--lyapunov-steps", "5", "--lyapunov-transient", "5",
+             "--no-progress"]
+TINY_LM = ["--n-embed", "8", "--n-hidden", "8", "--epochs", "1", "--batch-size", "8",
+           "--train-tokens", "800", "--eval-tokens", "200", "--n-burn", "5", "--n-keep", "3",
+           "--lyap-steps", "5", "--max-words", "50", "--n-init", "2",
+           "--orbit-tokens", "is", "<unk>", "--no-progress"]
 
 
+@pytest.fixture(scope="module")
+def lm_data(tmp_path_factory):
+    """A small synthetic corpus written as a WikiText-2 folder (no download, no warning)."""
+    folder = tmp_path_factory.mktemp("wt2")
+    corpus = C.synthetic_corpus(n_train=2000, n_valid=500, n_test=500, n_words=100)
+    for split in ("train", "valid", "test"):
+        words = corpus.dictionary.decode(getattr(corpus, split))
+        (folder / f"{split}.txt").write_text(" ".join(words).replace("<eos>", "\n"))
+    return folder
+
+
+@pytest.fixture
+def restore_threads():
+    """The inline sweep sets torch's thread count to 1 in this process: put it back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_argv(name, lm_data):
+    return {"symbol-classification": TINY, "sine": TINY_SINE,
+            "language-model": [*TINY_LM, "--data", str(lm_data)]}[name]
+
+
+def exits_2(argv, capsys) -> str:
+    """Run main(argv), expect exit status 2 (argparse's error), return stderr."""
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    return capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- configs
+def test_experiment_table():
+    assert set(experiments.EXPERIMENTS) == {"symbol-classification", "sine", "language-model"}
+    for name, module in experiments.EXPERIMENTS.items():
+        assert module.NAME == name
+        assert module.PAPER == module.Config()
+        assert dataclasses.is_dataclass(module.Config) and callable(module.run)
+        module.PAPER.validate()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            module.PAPER.seed = 3
+
+
+def test_paper_defaults_are_the_authors_configuration():
+    s = symbol_classification.PAPER
+    assert (s.model, s.hidden, s.seq_len, s.n_sequences, s.n_val, s.batch_size) == (
+        "lstm", 50, 200, 1000, 1000, 100)
+    assert (s.lr, s.clip, s.loss_reduction, s.milestones, s.gamma, s.shuffle, s.seed) == (
+        1e-3, 0.25, "sum", (500, 1000, 2000), 0.25, False, 2)
+    assert (s.orbit_init, s.orbit_std, s.orbit_steps, s.orbit_transient) == (10, 100.0, 800, 400)
+    assert not s.orbit_shared_init and not s.orbit_at_start and s.stable_rule == "rescale"
+    assert s.windows == (9, 19, 39, 49)
+    w = sine.PAPER
+    assert (w.hidden, w.seq_len, w.n_sequences, w.batch_size, w.gamma, w.seed) == (
+        200, 400, 100, 10, 0.1, 2)
+    assert w.milestones == (500, 1000, 2000, 8000, 15000, 25000)
+    assert (w.orbit_inputs, w.orbit_init, w.orbit_steps, w.orbit_transient) == (10, 4, 1600, 1200)
+    assert not w.orbit_shared_init and not w.orbit_at_start and w.loss_reduction == "sum"
+
+
+def test_identity_and_differences():
+    p = symbol_classification.PAPER
+    assert "epochs" not in identity(p)  # more epochs extend a run
+    assert identity(dataclasses.replace(p, epochs=3)) == identity(p)
+    assert identity(dataclasses.replace(p, hidden=7)) != identity(p)
+    assert identity(p)["windows"] == [9, 19, 39, 49]  # JSON-ready
+    assert experiments.differences(p, p) == []
+    assert experiments.differences(p, dataclasses.replace(p, hidden=7, milestones=(5,))) == [
+        ("hidden", 50, 7), ("milestones", [500, 1000, 2000], [5])]
+
+
+def test_options_are_the_config_fields(capsys):
+    parser = build_parser()
+    for name, module in experiments.EXPERIMENTS.items():
+        args = parser.parse_args([name, "--out", "x"])
+        assert config_from_args(module.PAPER, args) == module.PAPER  # no option: the defaults
+        with pytest.raises(SystemExit) as err:
+            main([name, "--help"])
+        assert err.value.code == 0
+        text = capsys.readouterr().out
+        for f in dataclasses.fields(module.Config):
+            assert hasattr(args, f.name), (name, f.name)
+            assert ("--" + f.name.replace("_", "-") + " ") in text, (name, f.name)
+        for option in ("--out", "--device", "--no-progress", "--no-resume", "--seeds",
+                       "--workers", "--executor"):
+            assert option in text, (name, option)
+        assert ("--data" in text) == (name == "language-model")
+    args = parser.parse_args(["symbol-classification", "--out", "x", "--windows", "1", "2", "3",
+                              "4", "--shuffle", "true", "--lr", "0.01"])
+    cfg = config_from_args(symbol_classification.PAPER, args)
+    assert cfg.windows == (1, 2, 3, 4) and cfg.shuffle is True and cfg.lr == 0.01
+    args = parser.parse_args(["language-model", "--out", "x", "--modrelu-bias", "none",
+                              "--max-words", "None", "--orbit-tokens", "a", "b"])
+    cfg = config_from_args(language_model.PAPER, args)
+    assert cfg.modrelu_bias is None and cfg.max_words is None and cfg.orbit_tokens == ("a", "b")
+    args = parser.parse_args(["language-model", "--out", "x", "--modrelu-bias", "-0.1"])
+    assert config_from_args(language_model.PAPER, args).modrelu_bias == -0.1
+
+
+# --------------------------------------------------------------------------- tiny runs
 @pytest.mark.parametrize("model", ["lstm", "ornn", "slstm"])
-def test_symbol_classification_tiny_run(tmp_path, model):
+def test_symbol_classification_tiny_run(tmp_path, model, capsys):
     out = tmp_path / model
-    assert experiments.main(["symbol-classification", "--model", model, "--out", str(out), *TINY]) == 0
+    assert main(["symbol-classification", "--model", model, "--out", str(out), *TINY]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["out"] == str(out) and "val_accuracy" in printed
     for name in ("run.json", "history.json", "orbits.pt", "model.pt", "checkpoint.pt"):
         assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "checkpoint_records" / "recorder0").iterdir()) == [
+        f"epoch_{e:06d}.pt" for e in (0, 1, 2)]
     run = experiments.load_run(out)
     info = run["run"]
+    assert info["experiment"] == "symbol-classification"
     assert info["config"]["model"] == model and info["config"]["epochs"] == 2
+    assert info["config"]["stable_rule"] == "rescale" and info["config"]["seed"] == 2
     assert info["commit"] and info["device"].startswith("cpu") and info["wall_seconds"] > 0
+    assert info["epochs_run"] == 2 and info["summary"]["val_accuracy"] == printed["val_accuracy"]
     assert run["history"]["epoch"] == [1, 2]
     assert len(run["history"]["val_accuracy"]) == 2
+    assert run["history"]["train_items"] == [40, 40]
     orbits = run["orbits"]
+    assert set(orbits) == {"orbits", "orbits_epochs", "orbits_lyapunov"}
     assert orbits["orbits_epochs"].tolist() == [0, 1, 2]
     assert orbits["orbits"].shape == (3, 2, 6, 2, 8, 4)  # epochs, (y, Δy), inputs, states, steps, classes
     assert orbits["orbits_lyapunov"].shape == (3, 6, 2)
     net = SequenceClassifier(make_rnn(model, 6, 6), 4)
-    net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    net.load_state_dict(load_checkpoint(out / "model.pt")["model"])
+    # the last record is the final model's orbits (separate states per input, seed 2)
+    last = orbit_sampler(torch.eye(6), n_init=2, std=100.0, n_steps=12, n_transient=4, seed=2,
+                         shared_init=False)(net)
+    torch.testing.assert_close(orbits["orbits"][-1], last, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(orbits["orbits"][0], orbits["orbits"][-1])
 
 
-def test_rerun_with_more_epochs_resumes(tmp_path):
-    out = tmp_path / "r"
-    experiments.main(["symbol-classification", "--out", str(out), *TINY])
-    argv = ["symbol-classification", "--out", str(out), *TINY]
-    argv[argv.index("--epochs") + 1] = "3"
-    experiments.main(argv)
+@pytest.mark.parametrize("name", ["symbol-classification", "sine", "language-model"])
+def test_every_experiment_runs_through_main(tmp_path, name, lm_data, capsys):
+    out = tmp_path / "out"
+    assert main([name, "--out", str(out), *tiny_argv(name, lm_data)]) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == str(out)
     run = experiments.load_run(out)
-    assert run["history"]["epoch"] == [1, 2, 3]
-    # a different configuration refuses the checkpoint instead of silently mixing runs
-    argv[argv.index("--hidden") + 1] = "7"
-    with pytest.raises(SystemExit) as err:
-        experiments.main(argv)
-    assert err.value.code == 2
+    assert run["run"]["experiment"] == name
+    assert set(run["run"]) >= {"config", "commit", "device", "wall_seconds", "torch", "python",
+                               "finished", "summary", "epochs_run"}
+    module = experiments.EXPERIMENTS[name]
+    assert run["run"]["config"] == json.loads(json.dumps(dataclasses.asdict(
+        config_from_args(module.PAPER, build_parser().parse_args(
+            [name, "--out", str(out), *tiny_argv(name, lm_data)])))))
+    assert run["history"]["epoch"] == list(range(1, run["run"]["config"]["epochs"] + 1))
+    assert all(torch.isfinite(v).all() for v in run["orbits"].values() if v.is_floating_point())
+    assert set(load_checkpoint(out / "model.pt")) == {"model"}
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == run["run"]["config"]["epochs"]
 
 
-def test_unknown_model_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        experiments.main(["symbol-classification", "--model", "transformer", "--out", str(tmp_path)])
-    assert err.value.code == 2
-    assert "invalid choice: 'transformer'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        experiments.main(["no-such-experiment", "--out", str(tmp_path)])
-
-
-def test_sine_from_the_command_line(tmp_path):
-    """The command as a user runs it, in a fresh process from the repository root."""
+def test_sine_tiny_run(tmp_path, capsys):
+    """The sine command with its orbits. (A fresh ``python -m lib.experiments`` process from
+    the repository root: test_language_model.py::test_language_model_resume.)"""
     out = tmp_path / "sine"
-    cmd = [sys.executable, "-m", "lib.experiments", "sine", "--model", "lstm", "--epochs", "1",
-           "--hidden", "5", "--seq-len", "20", "--n-freq", "4", "--batch-size", "2",
-           "--orbit-freq", "2", "--orbit-init", "2", "--orbit-steps", "10", "--orbit-transient", "5",
-           "--lyapunov-steps", "5", "--lyapunov-transient", "5",
-           "--seed", "1", "--device", "cpu", "--out", str(out), "--no-progress"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    argv = ["sine", "--model", "lstm", *TINY_SINE, "--seed", "1", "--device", "cpu",
+            "--orbit-at-start", "true", "--out", str(out)]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == str(out)
     info = json.loads((out / "run.json").read_text())
     assert info["experiment"] == "sine" and info["config"]["seed"] == 1
     assert set(info) >= {"config", "commit", "device", "wall_seconds", "torch"}
     orbits = experiments.load_run(out)["orbits"]
-    assert orbits["orbits"].shape == (2, 2, 2, 2, 5, 1)
+    assert orbits["orbits_epochs"].tolist() == [0, 1]
+    assert orbits["orbits"].shape == (2, 2, 2, 2, 5, 1)  # epochs, (y, Δy), ω, states, steps, 1
+    assert orbits["orbits_lyapunov"].shape == (2, 2, 1)
+    net = SequenceRegressor(make_rnn("lstm", 1, 5), 1)
+    net.load_state_dict(load_checkpoint(out / "model.pt")["model"])
+    # the recorded orbits are those of the final model under the orbit frequencies
+    last = orbit_sampler(tasks.sine_frequencies(2).reshape(-1, 1), n_init=2, std=100.0,
+                         n_steps=10, n_transient=5, seed=1, shared_init=False)(net)
+    torch.testing.assert_close(orbits["orbits"][-1], last, rtol=1e-6, atol=1e-6)
 
 
-def test_register_and_plugins(tmp_path, monkeypatch):
-    calls = []
+# --------------------------------------------------------------------------- validation
+BAD_OPTIONS = [  # (experiment, bad options, the option the error must name)
+    ("symbol-classification", ["--loss-reduction", "median"], "--loss-reduction"),
+    ("symbol-classification", ["--stable-rule", "x"], "--stable-rule"),
+    ("symbol-classification", ["--model", "transformer"], "--model"),
+    ("symbol-classification", ["--orbit-every", "0"], "--orbit-every"),
+    ("symbol-classification", ["--epochs", "-1"], "--epochs"),
+    ("symbol-classification", ["--orbit-transient", "12"], "--orbit-transient"),
+    ("symbol-classification", ["--orbit-transient", "0"], "--orbit-transient"),
+    ("symbol-classification", ["--windows", "2", "6", "12"], "--windows"),
+    ("symbol-classification", ["--windows", "2", "6", "12", "30"], "--windows"),
+    ("symbol-classification", ["--milestones", "5", "3"], "--milestones"),
+    ("symbol-classification", ["--shuffle", "maybe"], "--shuffle"),
+    ("symbol-classification", ["--device", "tpu"], "--device"),
+    ("sine", ["--gamma", "-1"], "--gamma"),
+    ("sine", ["--gamma", "2"], "--gamma"),
+    ("sine", ["--hidden", "0"], "--hidden"),
+    ("sine", ["--lr", "nan"], "--lr"),
+    ("language-model", ["--bptt", "0"], "--bptt"),
+    ("language-model", ["--dropout", "1"], "--dropout"),
+    ("language-model", ["--factor", "1"], "--factor"),
+    ("language-model", ["--projection", "max"], "--projection"),
+    ("language-model", ["--seeds", "0", "1"], "--seeds"),
+]
 
-    def add_arguments(parser):
-        parser.add_argument("--out", required=True)
-        parser.add_argument("--size", type=int, default=3)
 
-    def run(args):
-        calls.append(args.size)
-        return {"value": 2.5, "tensor": torch.zeros(3)}  # non-scalars stay out of run.json
+@pytest.mark.parametrize("name, bad, option", BAD_OPTIONS,
+                         ids=[f"{n}:{' '.join(b)}" for n, b, _ in BAD_OPTIONS])
+def test_bad_option_exits_2_before_training(tmp_path, name, bad, option, lm_data, capsys):
+    out = tmp_path / "out"
+    err = exits_2([name, "--out", str(out), *tiny_argv(name, lm_data), *bad], capsys)
+    assert f"argument {option}:" in err, err
+    assert not (out / "checkpoint.pt").exists()
+    assert not out.exists()  # refused before the folder is even made
 
-    fake = types.ModuleType("fake_plugin_for_tests")
-    fake.__spec__ = importlib.machinery.ModuleSpec("fake_plugin_for_tests", None)
-    fake.register_experiment = lambda register: register("dummy", add_arguments, run, help="test")
-    monkeypatch.setitem(sys.modules, "fake_plugin_for_tests", fake)
-    monkeypatch.setattr(experiments, "PLUGINS", ("fake_plugin_for_tests", "no_such_module_xyz"))
-    monkeypatch.setattr(experiments, "EXPERIMENTS", dict(experiments.EXPERIMENTS))
-    assert experiments.main(["dummy", "--out", str(tmp_path), "--size", "4"]) == 0
-    assert calls == [4]
-    info = json.loads((tmp_path / "run.json").read_text())
-    assert info["summary"] == {"value": 2.5}
-    assert info["config"]["size"] == 4 and info["device"].startswith("cpu")
-    with pytest.raises(ValueError, match="name"):
-        experiments.register("", add_arguments, run)
+
+@pytest.mark.parametrize("name", ["symbol-classification", "language-model"])
+def test_out_pointing_at_a_file_exits_2(tmp_path, name, lm_data, capsys):
+    out = tmp_path / "a_file"
+    out.write_text("keep me")
+    err = exits_2([name, "--out", str(out), *tiny_argv(name, lm_data)], capsys)
+    assert "argument --out:" in err and "not a folder" in err
+    assert out.read_text() == "keep me"
+
+
+def test_unknown_orbit_token_is_refused_before_training(tmp_path, lm_data, capsys):
+    out = tmp_path / "out"
+    argv = ["language-model", "--out", str(out), *TINY_LM, "--data", str(lm_data)]
+    argv[argv.index("<unk>")] = "Valkyria-not-a-word"
+    err = exits_2(argv, capsys)
+    assert "argument --orbit-tokens:" in err and "Valkyria-not-a-word" in err
+    assert not (out / "checkpoint.pt").exists()
+    # a data folder that does not exist is an error too, not the synthetic fallback
+    err = exits_2(["language-model", "--out", str(tmp_path / "o2"), *TINY_LM,
+                   "--data", str(tmp_path / "missing")], capsys)
+    assert "missing" in err
+    assert not (tmp_path / "o2" / "checkpoint.pt").exists()
+
+
+def test_unknown_experiment(tmp_path, capsys):
+    err = exits_2(["no-such-experiment", "--out", str(tmp_path)], capsys)
+    assert "invalid choice: 'no-such-experiment'" in err
+    err = exits_2(["symbol-classification", "--model", "transformer", "--out", str(tmp_path)],
+                  capsys)
+    assert "invalid choice: 'transformer'" in err
 
 
 def test_load_run_missing(tmp_path):
@@ -114,13 +280,115 @@ def test_load_run_missing(tmp_path):
         experiments.load_run(tmp_path)
 
 
-def test_broken_plugin_only_warns(tmp_path, monkeypatch):
-    broken = types.ModuleType("broken_plugin_for_tests")
-    broken.__spec__ = importlib.machinery.ModuleSpec("broken_plugin_for_tests", None)
-    monkeypatch.setitem(sys.modules, "broken_plugin_for_tests", broken)
-    monkeypatch.setattr(experiments, "PLUGINS", ("broken_plugin_for_tests",))
-    monkeypatch.setattr(experiments.importlib, "import_module",
-                        lambda name: (_ for _ in ()).throw(ImportError("boom")))
-    with pytest.warns(UserWarning, match="boom"):
-        parser = experiments.build_parser()
-    assert "symbol-classification" in parser.format_help()
+# --------------------------------------------------------------------------- resuming
+def test_rerun_with_more_epochs_resumes(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["symbol-classification", "--out", str(out), *TINY]) == 0
+    argv = ["symbol-classification", "--out", str(out), *TINY]
+    argv[argv.index("--epochs") + 1] = "3"
+    assert main(argv) == 0
+    run = experiments.load_run(out)
+    assert run["history"]["epoch"] == [1, 2, 3]
+    assert run["run"]["epochs_run"] == 1  # only the third epoch ran
+    assert run["orbits"]["orbits_epochs"].tolist() == [0, 1, 2, 3]
+    # ... and ends where a run of 3 epochs from scratch ends, bit for bit
+    direct = tmp_path / "direct"
+    assert main([*argv[:2], str(direct), *argv[3:]]) == 0
+    ref = experiments.load_run(direct)
+    a, b = load_checkpoint(out / "model.pt")["model"], load_checkpoint(direct / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(run["orbits"]["orbits"], ref["orbits"]["orbits"])
+    assert run["history"]["train_loss"] == ref["history"]["train_loss"]
+    # a different configuration refuses the checkpoint instead of silently mixing runs
+    before = (out / "checkpoint.pt").read_bytes()
+    argv[argv.index("--hidden") + 1] = "7"
+    err = exits_2(argv, capsys)
+    assert "argument --out:" in err and "different run" in err and "hidden" in err
+    assert (out / "checkpoint.pt").read_bytes() == before
+    # --no-resume starts afresh in the same folder
+    assert main([*argv, "--no-resume"]) == 0
+    run = experiments.load_run(out)
+    assert run["run"]["config"]["hidden"] == 7 and run["history"]["epoch"] == [1, 2, 3]
+    assert run["run"]["epochs_run"] == 3
+
+
+# --------------------------------------------------------------------------- sweeps
+def test_inline_sweep_skips_finished_seeds_and_refuses_another_config(
+        tmp_path, capsys, monkeypatch, restore_threads):
+    out = tmp_path / "sweep"
+    base = ["symbol-classification", "--out", str(out), *TINY]
+    assert main([*base, "--seeds", "0", "1", "--executor", "inline"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"out": str(out), "seeds": [0, 1]}
+    for s in (0, 1):
+        info = json.loads((out / f"seed_{s}" / "run.json").read_text())
+        assert info["config"]["seed"] == s and info["config"]["hidden"] == 6
+    marker = json.loads((out / "sweep.json").read_text())
+    assert marker["experiment"] == "symbol-classification" and marker["seeds"] == [0, 1]
+    assert "seed" not in marker["config"] and marker["config"]["epochs"] == 2
+    m0 = load_checkpoint(out / "seed_0" / "model.pt")["model"]
+    m1 = load_checkpoint(out / "seed_1" / "model.pt")["model"]
+    assert any(not torch.equal(m0[k], m1[k]) for k in m0)  # the seeds differ
+    # a rerun with one more seed runs only that seed
+    calls = []
+    real_run = symbol_classification.run
+
+    def counting_run(cfg, out=None, **kwargs):
+        calls.append(cfg.seed)
+        return real_run(cfg, out, **kwargs)
+
+    monkeypatch.setattr(symbol_classification, "run", counting_run)
+    stamp = (out / "seed_0" / "run.json").stat().st_mtime_ns
+    assert main([*base, "--seeds", "0", "1", "2", "--executor", "inline"]) == 0
+    assert calls == [2]
+    assert (out / "seed_0" / "run.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "sweep.json").read_text())["seeds"] == [0, 1, 2]
+    capsys.readouterr()
+    # another configuration in the same folder is refused, naming --out, and runs nothing
+    other = [*base, "--seeds", "3", "--executor", "inline"]
+    other[other.index("--hidden") + 1] = "7"
+    err = exits_2(other, capsys)
+    assert "argument --out:" in err and "hidden" in err
+    assert calls == [2] and not (out / "seed_3").exists()
+    # as do more epochs: a sweep's runs share every field but the seed
+    other = [*base, "--seeds", "3", "--executor", "inline"]
+    other[other.index("--epochs") + 1] = "3"
+    assert "argument --out:" in exits_2(other, capsys)
+
+
+def test_sweep_argument_errors(tmp_path):
+    cfg = symbol_classification.PAPER
+    for kwargs, field in (({"executor": "cloud"}, "executor"), ({"workers": 0}, "workers"),
+                          ({"seeds": []}, "seeds"), ({"seeds": [1, 1]}, "seeds"),
+                          ({"seeds": [-1]}, "seeds")):
+        kw = {"seeds": [0], **kwargs}
+        seeds = kw.pop("seeds")
+        with pytest.raises(ConfigError) as err:
+            sweep_mod.sweep(symbol_classification, cfg, seeds, tmp_path / "s", **kw)
+        assert err.value.field == field
+    with pytest.raises(ConfigError) as err:
+        sweep_mod.sweep(symbol_classification, dataclasses.replace(cfg, hidden=0), [0],
+                        tmp_path / "s", executor="inline")
+    assert err.value.field == "hidden"
+    assert not (tmp_path / "s").exists()
+
+
+def test_local_sweep_with_submitit(tmp_path, restore_threads):
+    """Two tiny seeds through submitit's local executor (one subprocess per seed)."""
+    args = build_parser().parse_args(["symbol-classification", "--out", "x", *TINY])
+    cfg = config_from_args(symbol_classification.PAPER, args)
+    out = tmp_path / "sweep"
+    summaries = sweep_mod.sweep(symbol_classification, cfg, [0, 1], out, executor="local",
+                                workers=2)
+    assert sorted(summaries) == [0, 1]
+    for s in (0, 1):
+        info = json.loads((out / f"seed_{s}" / "run.json").read_text())
+        assert info["config"]["seed"] == s
+        assert summaries[s] == info["summary"]
+    assert (out / "submitit").is_dir()
+    # the subprocess ran the same computation as this process does
+    inline = sweep_mod.sweep(symbol_classification, cfg, [0], tmp_path / "inline",
+                             executor="inline")
+    assert inline[0]["train_loss"] == summaries[0]["train_loss"]
+    a = load_checkpoint(out / "seed_0" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "inline" / "seed_0" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from lib import models
+from lib import corpus as C
+from lib import dynamics, models
 from lib.dynamics import lyapunov_spectrum
-from lib.models import (ExpRNN, LSTM, STABLE_LSTM_BOUNDS, SequenceClassifier, SequenceRegressor,
-                        StableLSTM, TorchLSTM, apply_constraints, make_rnn, stable_lstm_projection_)
+from lib.models import (ExpRNN, LSTM, STABLE_LSTM_BOUNDS, STABLE_RULES, LanguageModel,
+                        SequenceClassifier, SequenceRegressor, StableLSTM, TorchLSTM,
+                        apply_constraints, make_rnn, stable_lstm_projection_)
 from lib.tasks import symbol_classification
-from lib.training import (Batches, CheckpointError, OrbitRecorder, accuracy, constant_input_orbits,
-                          evaluate, largest_lyapunov, load_checkpoint, save_checkpoint, train)
+from lib.training import (Batches, BPTTWindows, CheckpointError, OrbitRecorder, TruncatedBPTT,
+                          accuracy, constant_input_orbits, evaluate, load_checkpoint,
+                          lyapunov_sampler, orbit_sampler, save_checkpoint, train)
 
 WINDOWS = ((2, 6), (12, 16))
 
@@ -83,43 +87,127 @@ def test_orthogonal_rnn_stays_orthogonal_during_training():
     assert (W - W0).abs().max() > 1e-2
 
 
-def test_stable_lstm_projection_meets_bounds_exactly():
-    lstm = nn.LSTM(6, 10)
+def _columns(lstm, H):
+    """Column L1 norms of the constrained blocks: the four recurrent gates and f's input."""
+    w_hh, w_ih = lstm.weight_hh_l0.detach(), lstm.weight_ih_l0.detach()
+    blocks = {gate: w_hh[k * H:(k + 1) * H] for k, gate in enumerate("ifgo")}
+    blocks["f_input"] = w_ih[H:2 * H]
+    return {key: w.abs().sum(0) for key, w in blocks.items()}
+
+
+def _lstm_with_columns_inside_and_outside(H=10, seed=0):
+    torch.manual_seed(seed)
+    lstm = nn.LSTM(6, H)
     with torch.no_grad():
-        lstm.weight_hh_l0.mul_(torch.linspace(0.01, 5, 10))  # some columns inside, some outside
-        lstm.weight_ih_l0.mul_(3)
+        lstm.weight_hh_l0.mul_(torch.linspace(0.01, 5, H))  # some columns inside, some outside
+        lstm.weight_ih_l0[H:2 * H].mul_(torch.linspace(0.01, 3, 6))
+        lstm.weight_hh_l0[:H, H - 1] = 0.0  # a zero column of gate i
+    return lstm
+
+
+def test_stable_lstm_projection_meets_bounds_exactly():
+    """rule="project": columns above the bound are scaled onto it, the others untouched."""
+    lstm = _lstm_with_columns_inside_and_outside()
     before = copy.deepcopy(lstm)
-    stable_lstm_projection_(lstm)
+    stable_lstm_projection_(lstm, rule="project")
     H = 10
+    n0s, ns = _columns(before, H), _columns(lstm, H)
+    for key, bound in STABLE_LSTM_BOUNDS.items():
+        n0, n = n0s[key], ns[key]
+        assert bool((n <= bound * (1 + 1e-6)).all()), key
+        outside = n0 > bound
+        assert outside.any() and (~outside).any(), key
+        torch.testing.assert_close(n[outside], torch.full_like(n[outside], bound))
+        torch.testing.assert_close(n[~outside], n0[~outside], rtol=0, atol=0)  # inside: untouched
     for k, gate in enumerate("ifgo"):
         w0 = before.weight_hh_l0[k * H:(k + 1) * H].detach()
         w = lstm.weight_hh_l0[k * H:(k + 1) * H].detach()
-        n0, n = w0.abs().sum(0), w.abs().sum(0)
-        bound = STABLE_LSTM_BOUNDS[gate]
-        assert bool((n <= bound * (1 + 1e-6)).all())
-        outside = n0 > bound
-        assert outside.any() and (~outside).any()
-        torch.testing.assert_close(n[outside], torch.full_like(n[outside], bound))
-        assert torch.equal(w[:, ~outside], w0[:, ~outside])  # inside: untouched
-        # a projection along rays: the direction of each column is kept
-        torch.testing.assert_close(w / n, w0 / n0)
-    n_f = lstm.weight_ih_l0[H:2 * H].detach().abs().sum(0)
-    assert bool((n_f <= 0.25 * (1 + 1e-6)).all())
+        n0 = w0.abs().sum(0)
+        inside = n0 <= STABLE_LSTM_BOUNDS[gate]
+        assert torch.equal(w[:, inside], w0[:, inside])
+        # a projection along rays: the direction of each (nonzero) column is kept
+        nz = n0 > 0
+        torch.testing.assert_close(w[:, nz] / w.abs().sum(0)[nz], w0[:, nz] / n0[nz])
+    # the other blocks of weight_ih (gates i, g, o) are not constrained
+    for rows in (slice(0, H), slice(2 * H, 4 * H)):
+        assert torch.equal(lstm.weight_ih_l0[rows], before.weight_ih_l0[rows])
     # idempotent
     snap = lstm.weight_hh_l0.detach().clone()
-    stable_lstm_projection_(lstm)
+    stable_lstm_projection_(lstm, rule="project")
     torch.testing.assert_close(lstm.weight_hh_l0.detach(), snap)
 
 
-def test_stable_lstm_stays_projected_in_training():
+def test_stable_lstm_rescale_sets_every_column_to_its_bound():
+    """rule="rescale" (the authors' code, the default): every nonzero column to exactly its
+    bound, the ones inside scaled up as well; directions kept; a zero column stays zero."""
+    assert STABLE_RULES == ("rescale", "project")
+    lstm = _lstm_with_columns_inside_and_outside()
+    before = copy.deepcopy(lstm)
+    stable_lstm_projection_(lstm)  # default rule
+    H = 10
+    n0s, ns = _columns(before, H), _columns(lstm, H)
+    for key, bound in STABLE_LSTM_BOUNDS.items():
+        n0, n = n0s[key], ns[key]
+        nz = n0 > 0
+        assert (n0[nz] < bound).any() and (n0[nz] > bound).any(), key  # both kinds present
+        torch.testing.assert_close(n[nz], torch.full_like(n[nz], bound))
+        assert bool((n[~nz] == 0).all())
+    assert not bool(n0s["i"][H - 1]) and not bool(ns["i"][H - 1])  # the zero column stayed zero
+    w0 = before.weight_hh_l0.detach()
+    w = lstm.weight_hh_l0.detach()
+    assert torch.equal(torch.sign(w), torch.sign(w0))
+    # idempotent
+    snap = w.clone()
+    stable_lstm_projection_(lstm, rule="rescale")
+    torch.testing.assert_close(lstm.weight_hh_l0.detach(), snap)
+    with pytest.raises(ValueError, match="rule"):
+        stable_lstm_projection_(lstm, rule="clip")
+    with pytest.raises(ValueError, match="bounds"):
+        stable_lstm_projection_(lstm, {**STABLE_LSTM_BOUNDS, "g": 0.0})
+
+
+def test_stable_lstm_construction_depends_on_the_rule():
+    """"rescale" acts only after optimizer steps: construction leaves torch's initial
+    weights alone; "project" projects at construction."""
+    torch.manual_seed(3)
+    plain = TorchLSTM(6, 8)
+    torch.manual_seed(3)
+    rescale = StableLSTM(6, 8, rule="rescale")
+    torch.manual_seed(3)
+    project = StableLSTM(6, 8, rule="project")
+    assert StableLSTM(6, 8).rule == "rescale"
+    for a, b in zip(plain.lstm.parameters(), rescale.lstm.parameters()):
+        assert torch.equal(a, b)
+    n_plain, n_project = _columns(plain.lstm, 8), _columns(project.lstm, 8)
+    for key, bound in STABLE_LSTM_BOUNDS.items():
+        assert bool((n_plain[key] > bound * 1.01).any()), key  # torch's init breaks the bound
+        assert bool((n_project[key] <= bound * (1 + 1e-6)).all()), key
+    assert not torch.equal(plain.lstm.weight_hh_l0, project.lstm.weight_hh_l0)
+    assert make_rnn("slstm", 6, 8, stable_rule="project").rule == "project"
+    assert make_rnn("slstm", 6, 8).rule == "rescale"
+    with pytest.raises(ValueError, match="rule"):
+        StableLSTM(6, 8, rule="clip")
+    with pytest.raises(ValueError, match="rule"):
+        make_rnn("slstm", 6, 8, stable_rule="clip")
+
+
+@pytest.mark.parametrize("rule", STABLE_RULES)
+def test_stable_lstm_stays_constrained_in_training(rule):
     torch.manual_seed(0)
-    m = SequenceClassifier(StableLSTM(6, 8), 4)
+    m = SequenceClassifier(StableLSTM(6, 8, rule=rule), 4)
     u, y = small_problem()
-    train(m, nn.CrossEntropyLoss(), Batches(u, y, 20), epochs=2, lr=0.1, post_step=apply_constraints,
-          progress=False)
-    w = m.rnn.lstm.weight_hh_l0.detach()
-    for k, gate in enumerate("ifgo"):
-        assert bool((w[k * 8:(k + 1) * 8].abs().sum(0) <= STABLE_LSTM_BOUNDS[gate] * (1 + 1e-6)).all())
+    train(m, nn.CrossEntropyLoss(), Batches(u, y, 20), epochs=2, lr=0.01,
+          post_step=apply_constraints, progress=False)
+    norms = _columns(m.rnn.lstm, 8)
+    below = []
+    for key, bound in STABLE_LSTM_BOUNDS.items():
+        n = norms[key]
+        assert bool((n <= bound * (1 + 1e-5)).all()), key
+        if rule == "rescale":  # after a step: every column exactly at its bound
+            torch.testing.assert_close(n, torch.full_like(n, bound))
+        below.append(bool((n < bound * (1 - 1e-3)).any()))
+    if rule == "project":  # "at most": some columns end strictly inside
+        assert any(below)
 
 
 def test_make_rnn_unknown_name():
@@ -147,6 +235,31 @@ def test_batches_reproducible_and_complete():
         Batches(u, y[:5], 10)
 
 
+def test_bptt_windows_cover_the_stream_in_order():
+    data = torch.arange(23 * 3).reshape(23, 3)
+    w = BPTTWindows(data, 5)
+    wins = list(w)
+    assert len(w) == len(wins) == 5  # 22 targets in windows of 5, 5, 5, 5, 2
+    assert [x.shape[0] for x, _ in wins] == [5, 5, 5, 5, 2]
+    for i, (x, y) in enumerate(wins):
+        assert torch.equal(x, data[5 * i:5 * i + x.shape[0]])
+        assert torch.equal(y, data[5 * i + 1:5 * i + 1 + x.shape[0]])  # the next tokens
+    assert torch.equal(torch.cat([x for x, _ in wins]), data[:-1])
+    assert torch.equal(torch.cat([y for _, y in wins]), data[1:])
+    # lib.corpus.get_batch cuts the same windows
+    for i, (x, y) in zip(range(0, 22, 5), wins):
+        gx, gy = C.get_batch(data, i, 5)
+        assert torch.equal(gx, x) and torch.equal(gy, y)
+    with pytest.raises(ValueError, match="bptt"):
+        BPTTWindows(data, 0)
+    with pytest.raises(ValueError, match="shape"):
+        BPTTWindows(data[:, 0], 5)
+    with pytest.raises(ValueError, match="shape"):
+        BPTTWindows(data[:1], 5)
+    with pytest.raises(ValueError, match="torch.long"):
+        BPTTWindows(data.float(), 5)
+
+
 # ----------------------------------------------------------------------------- training
 def test_training_learns_and_records_history():
     u, y = small_problem(n=80)
@@ -155,11 +268,17 @@ def test_training_learns_and_records_history():
                 epochs=8, lr=0.03, metrics={"accuracy": accuracy}, progress=True)
     h = res.history
     assert h["epoch"] == list(range(1, 9))
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"):
-        assert len(h[key]) == 8
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
+                "record_seconds", "train_items", "val_items", "items_per_second"):
+        assert len(h[key]) == 8, key
+    assert h["train_items"] == [80] * 8 and h["val_items"] == [80] * 8
+    assert all(r > 0 for r in h["items_per_second"])
     assert h["train_loss"][-1] < h["train_loss"][0]
     ev = evaluate(m, Batches(u, y, 80, shuffle=False), nn.CrossEntropyLoss(), metrics={"accuracy": accuracy})
     assert ev["loss"] == pytest.approx(h["val_loss"][-1], rel=1e-6)
+    assert ev["accuracy"] == pytest.approx(h["val_accuracy"][-1], rel=1e-6)
+    assert ev["items"] == 80
+    assert m.training  # evaluate() restores the mode
 
 
 def test_schedulers():
@@ -185,6 +304,108 @@ def test_bad_training_arguments():
             train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 30), progress=False, **kwargs)
 
 
+# ----------------------------------------------------------------------------- truncated BPTT
+def _lm_data(n_words=80):
+    corpus = C.synthetic_corpus(n_train=1500, n_valid=300, n_test=300, n_words=n_words)
+    return len(corpus.dictionary), C.batchify(corpus.train, 6), C.batchify(corpus.valid, 3)
+
+
+def test_truncated_bptt_in_train_equals_a_hand_written_loop():
+    """TruncatedBPTT + BPTTWindows in train() is truncated BPTT: one epoch equals the loop
+    of the PyTorch word-language-model example, step for step (dropout included)."""
+    V, data, val = _lm_data()
+    bptt, lr, clip = 7, 0.01, 0.25
+    lm_a = LanguageModel("lstm", V, 6, 8, dropout=0.2, seed=1)
+    torch.manual_seed(5)
+    res = train(lm_a, nn.CrossEntropyLoss(), BPTTWindows(data, bptt), epochs=1, lr=lr, clip=clip,
+                val_data=BPTTWindows(val, bptt), forward=TruncatedBPTT(), progress=False)
+
+    lm_b = LanguageModel("lstm", V, 6, 8, dropout=0.2, seed=1)
+    torch.manual_seed(5)
+    params = [p for p in lm_b.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    lm_b.train()
+    state = lm_b.init_state(data.shape[1])
+    total, n = 0.0, 0
+    for i in range(0, data.shape[0] - 1, bptt):
+        x, y = C.get_batch(data, i, bptt)
+        opt.zero_grad(set_to_none=True)
+        logits, state = lm_b(x, state.detach())
+        loss = nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        total += float(loss.detach()) * y.numel()
+        n += y.numel()
+    lm_b.eval()
+    with torch.no_grad():  # evaluation: the whole stream from the zero state
+        logits, _ = lm_b(val[:-1], lm_b.init_state(val.shape[1]))
+        val_loss = float(nn.functional.cross_entropy(logits.reshape(-1, V), val[1:].reshape(-1)))
+
+    h = res.history
+    assert h["train_items"] == [n] == [(data.shape[0] - 1) * data.shape[1]]
+    assert h["train_loss"][0] == total / n  # the same operations in the same order
+    assert h["val_loss"][0] == pytest.approx(val_loss, rel=1e-5, abs=0)
+    assert h["val_items"] == [(val.shape[0] - 1) * val.shape[1]]
+    assert h["items_per_second"][0] > 0
+    for (k, a), b in zip(lm_a.state_dict().items(), lm_b.state_dict().values()):
+        assert torch.equal(a, b), k
+    moved = max(float((a - b).abs().max()) for a, b in zip(
+        lm_b.state_dict().values(),
+        LanguageModel("lstm", V, 6, 8, dropout=0.2, seed=1).state_dict().values()))
+    assert moved > 1e-3  # the loop did train
+
+
+def test_truncated_bptt_carries_the_state_and_resets_it():
+    V, data, _ = _lm_data()
+    lm = LanguageModel("lstm", V, 6, 8, dropout=0.0, seed=2).double().eval()
+    fwd = TruncatedBPTT()
+    loss_fn = nn.CrossEntropyLoss()
+    with torch.no_grad():
+        whole, last = lm(data[:-1], lm.init_state(data.shape[1]).double())
+        logits = []
+        for batch in BPTTWindows(data, 5):
+            _, out, _ = fwd(lm, batch, loss_fn)
+            logits.append(out)
+    torch.testing.assert_close(torch.cat(logits), whole, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fwd.state, last, rtol=1e-12, atol=1e-12)
+    assert not fwd.state.requires_grad
+    fwd.reset()
+    assert fwd.state is None
+    # evaluate() resets it: the same loss twice, from the zero state each time
+    a = evaluate(lm, BPTTWindows(data, 5), loss_fn, forward=fwd)
+    b = evaluate(lm, BPTTWindows(data, 5), loss_fn, forward=fwd)
+    assert a == b
+    ref = float(nn.functional.cross_entropy(whole.reshape(-1, V), data[1:].reshape(-1)))
+    assert a["loss"] == pytest.approx(ref, rel=1e-12)
+    assert a["items"] == data[1:].numel()
+
+
+def test_loss_reduction_sum_and_mean_give_the_same_history():
+    """The history's losses are means per target entry whatever the loss' reduction."""
+    V, data, val = _lm_data()
+    lm = LanguageModel("lstm", V, 6, 8, dropout=0.0, seed=3).double()
+    ev = {r: evaluate(lm, BPTTWindows(data, 7), nn.CrossEntropyLoss(reduction=r),
+                      forward=TruncatedBPTT()) for r in ("sum", "mean")}
+    assert ev["sum"]["items"] == ev["mean"]["items"] == data[1:].numel()
+    assert ev["sum"]["loss"] == pytest.approx(ev["mean"]["loss"], rel=1e-12)
+    with torch.no_grad():
+        logits, _ = lm.eval()(data[:-1], lm.init_state(6).double())
+    ref = float(nn.functional.cross_entropy(logits.reshape(-1, V), data[1:].reshape(-1)))
+    assert ev["mean"]["loss"] == pytest.approx(ref, rel=1e-12)
+    assert ev["mean"]["loss"] < math.log(V) + 0.1 and ev["mean"]["loss"] > 0.5 * math.log(V)
+    # the training pass too: with a learning rate of zero both reductions see the same model
+    hist = {}
+    for r in ("sum", "mean"):
+        res = train(lm, nn.CrossEntropyLoss(reduction=r), BPTTWindows(data, 7), epochs=2,
+                    forward=TruncatedBPTT(), val_data=BPTTWindows(val, 7), progress=False,
+                    optimizer=lambda params: torch.optim.SGD(params, lr=0.0))
+        hist[r] = res.history
+    for key in ("train_loss", "val_loss", "train_items", "val_items"):
+        assert hist["sum"][key] == pytest.approx(hist["mean"][key], rel=1e-12), key
+    assert hist["mean"]["train_loss"][0] == pytest.approx(ref, rel=1e-12)
+
+
 # ----------------------------------------------------------------------------- orbits
 def test_orbit_sampler_shapes_and_batching():
     m = classifier("lstm")
@@ -199,17 +420,130 @@ def test_orbit_sampler_shapes_and_batching():
     torch.testing.assert_close(s[0, 2, 1], y[10:, 0].detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(s[1, 2, 1, 0], (y[10, 0] - y[9, 0]).detach(), rtol=1e-5, atol=1e-5)
     assert torch.equal(sample(m), s)  # the same initial states every call
+    # without differences: the outputs alone, the same values
+    plain = orbit_sampler(inputs, n_init=3, std=100.0, n_steps=30, n_transient=10,
+                          differences=False)(m)
+    assert plain.shape == (6, 3, 20, 4)
+    assert torch.equal(plain, s[0])
+    assert m.training  # the sampler runs in eval mode and restores the mode
     with pytest.raises(ValueError, match="n_transient"):
         constant_input_orbits(inputs, n_steps=10, n_transient=10)
+    with pytest.raises(ValueError, match="n_transient"):
+        constant_input_orbits(inputs, n_steps=10, n_transient=0)  # differences need one step
     with pytest.raises(ValueError, match="inputs"):
-        constant_input_orbits(torch.ones(6))
+        constant_input_orbits(torch.ones(6))(m)  # not (P, Nu): refused by input_vectors
+    with pytest.raises(ValueError, match="inputs"):
+        constant_input_orbits(torch.ones(0, 6))
+    with pytest.raises(ValueError, match="std"):
+        constant_input_orbits(inputs, std=-1.0)
+    with pytest.raises(ValueError, match="feedback mode"):
+        orbit_sampler(inputs, feedback=True, n_steps=5, n_transient=2)(m)
 
 
-def test_largest_lyapunov_matches_lib_dynamics():
+def test_orbit_sampler_shared_init():
+    """shared_init=True: the same n_init states under every input; False: one state per
+    (input, initial state) pair. Two equal orbit inputs tell them apart."""
+    m = classifier("lstm")
+    inputs = torch.eye(6)[[1, 1, 4]]
+    kw = dict(n_init=2, std=3.0, n_steps=12, n_transient=4, seed=7)
+    shared = orbit_sampler(inputs, shared_init=True, **kw)(m)
+    separate = orbit_sampler(inputs, shared_init=False, **kw)(m)
+    assert shared.shape == separate.shape == (2, 3, 2, 8, 4)
+    assert torch.equal(shared[:, 0], shared[:, 1])  # same input, same states: same orbits
+    assert not torch.allclose(separate[:, 0], separate[:, 1])  # same input, other states
+    assert not torch.allclose(shared[:, 0, 0], shared[:, 0, 1])  # the K states differ
+    # the separate states are the first P*K draws of the seed, input-major
+    x0 = m.rnn.initial_state(6, std=3.0, generator=torch.Generator().manual_seed(7)).reshape(3, 2, -1)
+    y = m.outputs(inputs[2].expand(12, 1, 6), x0[2, 1:2])
+    torch.testing.assert_close(separate[0, 2, 1], y[4:, 0].detach(), rtol=1e-5, atol=1e-5)
+
+
+def _initial_states(rnn, P, K, std, seed, shared):
+    gen = torch.Generator().manual_seed(seed)
+    if shared:
+        return rnn.initial_state(K, std=std, generator=gen).repeat(P, 1)
+    return rnn.initial_state(P * K, std=std, generator=gen)
+
+
+def _constant_input_loop(model, vectors, *, K, std, n_steps, n_transient, seed, shared):
+    """The reference: a plain Python loop of model.rnn.step_map, one input at a time."""
+    P = vectors.shape[0]
+    x0 = _initial_states(model.rnn, P, K, std, seed, shared).reshape(P, K, -1)
+    out = []
+    for i in range(P):
+        step = model.rnn.step_map(vectors[i])
+        x, kept = x0[i], []
+        for t in range(n_steps):
+            x = step(x)
+            if t >= n_transient:
+                kept.append(model.readout(model.rnn.hidden(x)))
+        out.append(torch.stack(kept, 1))  # (K, T', Ny)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("name", ["lstm", "slstm", "ornn"])
+def test_constant_input_orbits_equal_a_step_map_loop(name, shared):
+    m = classifier(name).double()
+    inputs = torch.eye(6)[[0, 3, 5]].double()
+    kw = dict(n_init=2, std=2.0, n_steps=15, n_transient=6, seed=3)
+    s = orbit_sampler(inputs, shared_init=shared, differences=False, **kw)(m)
+    with torch.no_grad():
+        ref = _constant_input_loop(m, inputs, K=2, std=2.0, n_steps=15, n_transient=6, seed=3,
+                                   shared=shared)
+    assert s.dtype == torch.float64 and s.shape == ref.shape == (3, 2, 9, 4)
+    torch.testing.assert_close(s, ref, rtol=1e-10, atol=1e-10)
+    assert ref.std() > 1e-3  # the orbits are not trivial
+
+
+@pytest.mark.parametrize("kind", LanguageModel.KINDS)
+def test_language_model_constant_orbits_equal_a_step_map_loop(kind):
+    lm = LanguageModel(kind, 30, 6, 8, dropout=0.3, seed=1).double()
+    ids = torch.tensor([4, 17])
+    kw = dict(n_init=3, std=2.0, n_steps=14, n_transient=5, seed=2)
+    s = orbit_sampler(ids, differences=False, **kw)(lm)
+    with torch.no_grad():
+        ref = _constant_input_loop(lm, lm.input_vectors(ids), K=3, std=2.0, n_steps=14,
+                                   n_transient=5, seed=2, shared=True)
+    assert s.shape == ref.shape == (2, 3, 9, 30)
+    torch.testing.assert_close(s, ref, rtol=1e-10, atol=1e-10)
+    assert lm.training  # eval mode (no dropout) only while sampling
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("kind", LanguageModel.KINDS)
+def test_feedback_orbits_equal_a_loop_feeding_back_the_argmax(kind, shared):
+    """Feedback mode against the language model's own forward, one word at a time."""
+    lm = LanguageModel(kind, 30, 6, 8, dropout=0.0, seed=4).double().eval()
+    ids = torch.tensor([3, 11])
+    P, K, n_steps, n_tr = 2, 3, 16, 6
+    s = orbit_sampler(ids, feedback=True, differences=False, n_init=K, std=2.0,
+                      n_steps=n_steps, n_transient=n_tr, seed=5, shared_init=shared)(lm)
+    assert s.shape == (P, K, n_steps - n_tr, 30)
+    x = _initial_states(lm.rnn, P, K, 2.0, 5, shared)
+    words = ids.repeat_interleave(K)
+    kept, switched = [], False
+    with torch.no_grad():
+        for t in range(n_steps):
+            logits, x = lm(words.view(1, -1), x)
+            if t >= n_tr:
+                kept.append(logits[0])
+            new = logits[0].argmax(-1)
+            switched |= bool((new != words).any())
+            words = new
+    ref = torch.stack(kept, 1).reshape(P, K, n_steps - n_tr, 30)
+    torch.testing.assert_close(s, ref, rtol=1e-9, atol=1e-9)
+    assert switched  # the fed-back words do change: a constant-input run would differ
+    const = orbit_sampler(ids, differences=False, n_init=K, std=2.0, n_steps=n_steps,
+                          n_transient=n_tr, seed=5, shared_init=shared)(lm)
+    assert not torch.allclose(const, s)
+
+
+def test_lyapunov_sampler_matches_lib_dynamics():
     m = classifier("lstm")
     inputs = torch.eye(6)[:2]
-    lam = largest_lyapunov(inputs, n_init=2, std=1.0, n_steps=40, n_transient=10, seed=4)(m)
-    assert lam.shape == (2, 2)
+    lam = lyapunov_sampler(inputs, n_init=2, std=1.0, n_steps=40, n_transient=10, seed=4)(m)
+    assert lam.shape == (2, 2) and lam.dtype == torch.float64
     ss = LSTM(6, 8)
     theta = ss.theta_from_torch(m.rnn.lstm).double()
     x0 = m.rnn.initial_state(2, std=1.0, generator=torch.Generator().manual_seed(4)).double()
@@ -217,18 +551,43 @@ def test_largest_lyapunov_matches_lib_dynamics():
         ref = lyapunov_spectrum(ss.autonomous(theta, inputs[i].double()), x0, 40, n_transient=10,
                                 n_exponents=1)[..., 0]
         torch.testing.assert_close(lam[i], ref)
+        # lib.dynamics.largest_lyapunov is the same definition
+        torch.testing.assert_close(
+            dynamics.largest_lyapunov(ss.autonomous(theta, inputs[i].double()), x0, 40,
+                                      n_transient=10), ref, rtol=0, atol=0)
+    # separate initial states per input: other states, other (finite) exponents
+    sep = lyapunov_sampler(inputs, n_init=2, std=1.0, n_steps=40, n_transient=10, seed=4,
+                           shared_init=False)(m)
+    assert sep.shape == (2, 2) and bool(torch.isfinite(sep).all())
+    assert not torch.equal(sep, lam)
+    with pytest.raises(ValueError, match="n_steps"):
+        lyapunov_sampler(inputs, n_steps=0)
+    with pytest.raises(ValueError, match="inputs"):
+        lyapunov_sampler(torch.ones(0, 6))
 
 
 def test_orbit_recorder_epochs():
     u, y = small_problem()
     rec = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=2, n_steps=12, n_transient=4),
-                        every=2, lyapunov=largest_lyapunov(torch.eye(6), n_init=1, n_steps=5))
-    train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 30), epochs=5, recorders=[rec], progress=False)
+                        every=2, lyapunov=lyapunov_sampler(torch.eye(6), n_init=1, n_steps=5))
+    late = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=1, n_steps=6, n_transient=2),
+                         every=3, at_start=False)
+    res = train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 30), epochs=5,
+                recorders=[rec, late], progress=False)
     assert rec.epochs == [0, 2, 4, 5]
+    assert late.epochs == [3, 5]
     assert rec.samples.shape == (4, 2, 6, 2, 8, 4)
     assert rec.lyapunov.shape == (4, 6, 1)
+    assert late.lyapunov is None and late.samples.shape == (2, 2, 6, 1, 4, 4)
+    assert len(rec.seconds) == 4 and all(s > 0 for s in rec.seconds)
+    assert rec.folder is None  # no checkpoint: the records stay in memory
+    assert res.recorders == [rec, late]
     with pytest.raises(ValueError, match="sampler"):
         OrbitRecorder(None)
+    with pytest.raises(ValueError, match="every"):
+        OrbitRecorder(lambda m: torch.zeros(1), every=0)
+    with pytest.raises(ValueError, match="no records"):
+        OrbitRecorder(lambda m: torch.zeros(1)).samples
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -262,14 +621,55 @@ def test_resume_is_bit_identical(tmp_path):
         _run(tmp_path / "b", "run", 5, fail_at=2)
     state = load_checkpoint(tmp_path / "b" / "ck.pt")
     assert state["epoch"] == 2
+    # the records live beside the checkpoint, one file per record; the checkpoint holds
+    # only their epochs
+    assert state["recorders"][0]["epochs"] == [0, 1, 2]
+    assert "samples" not in state["recorders"][0]
+    folder = tmp_path / "b" / "ck_records" / "recorder0"
+    assert sorted(p.name for p in folder.iterdir()) == [f"epoch_{e:06d}.pt" for e in (0, 1, 2)]
     m_res, res_res, rec_res = _run(tmp_path / "b", "run", 5)
     assert res_res.epochs_run == 3
+    assert rec_res.folder == folder
     for (k, a), (_, b) in zip(m_full.state_dict().items(), m_res.state_dict().items()):
         assert torch.equal(a, b), k
-    for key in ("train_loss", "train_accuracy", "lr", "epoch"):
-        assert res_full.history[key] == res_res.history[key]
-    assert rec_full.epochs == rec_res.epochs
+    timing = {"epoch_seconds", "record_seconds", "record_seconds_initial", "items_per_second"}
+    assert set(res_full.history) == set(res_res.history)
+    for key in set(res_full.history) - timing:
+        assert res_full.history[key] == res_res.history[key], key
+    assert rec_full.epochs == rec_res.epochs == [0, 1, 2, 3, 4, 5]
     assert torch.equal(rec_full.samples, rec_res.samples)
+    # the records of epochs 0-2 were read back from their files: tamper with one and the
+    # resumed recorder sees it
+    rec = load_checkpoint(folder / "epoch_000001.pt")
+    save_checkpoint(folder / "epoch_000001.pt", {**rec, "samples": rec["samples"] + 1})
+    again = OrbitRecorder(lambda m: torch.zeros(1))
+    again.folder = folder
+    again.load_state_dict(load_checkpoint(tmp_path / "b" / "ck.pt")["recorders"][0])
+    assert again.epochs == [0, 1, 2, 3, 4, 5]
+    assert torch.equal(again.samples[1], rec_full.samples[1] + 1)
+    assert torch.equal(again.samples[3], rec_full.samples[3])
+    # without its folder, a checkpoint whose records live in files is refused
+    with pytest.raises(CheckpointError, match="folder"):
+        OrbitRecorder(lambda m: torch.zeros(1)).load_state_dict(
+            load_checkpoint(tmp_path / "b" / "ck.pt")["recorders"][0])
+
+
+def test_checkpoint_size_does_not_grow_with_the_records(tmp_path):
+    u, y = small_problem(n=40)
+    rec = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=4, n_steps=90, n_transient=10),
+                        lyapunov=lyapunov_sampler(torch.eye(6), n_init=1, n_steps=5))
+    ckpt = tmp_path / "ck.pt"
+    sizes = {}
+    train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 20), epochs=6, recorders=[rec],
+          checkpoint=ckpt, progress=False,
+          callbacks=[lambda epoch, history: sizes.setdefault(epoch, ckpt.stat().st_size)])
+    record_size = (tmp_path / "ck_records" / "recorder0" / "epoch_000003.pt").stat().st_size
+    n_bytes = 4 * rec.samples[0].numel()  # float32 samples, 60 KB a record
+    assert n_bytes < record_size < n_bytes + 4096
+    # four more records would add > 240 KB if the checkpoint held them; it holds their
+    # epochs, and the history grows by a few numbers per epoch
+    assert abs(sizes[6] - sizes[2]) < 600, sizes
+    assert rec.epochs == list(range(7))
 
 
 def test_checkpoint_corruption_and_mismatch(tmp_path):

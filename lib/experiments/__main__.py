@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         option = "out" if exc.field == "out" else exc.field.replace("_", "-")
         parser.error(f"argument --{option}: {str(exc).split(': ', 1)[1]}")
     except FileNotFoundError as exc:
-        parser.error(str(exc))
+        parser.error(f"argument --data: {exc}" if getattr(args, "data", None) else str(exc))
     print(json.dumps({"out": str(result.out), **{k: v for k, v in result.summary.items()
                                                   if isinstance(v, (int, float, str))}}))
     return 0

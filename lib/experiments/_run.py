@@ -329,8 +329,8 @@ def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
             flush_denormals: bool = True, seed: int | None = None) -> Path | None:
     """Everything checked before any data is loaded or any epoch runs.
 
-    Validates ``cfg`` (its ``validate()``), the device and ``out``: a folder (created) or
-    None (nothing written); an existing checkpoint there must belong to the same run
+    Validates ``cfg`` (its ``validate()``), the device and ``out``: a folder (created by
+    :func:`train_and_save`, once the data are loaded and checked) or None (nothing written); an existing checkpoint there must belong to the same run
     (:func:`identity`) when ``resume`` is true. Then seeds every generator with
     ``seed`` (default ``cfg.seed``) and, on the CPU, flushes denormal floats to zero (the vanishing gradients
     of long sequences are denormal and make an epoch several times slower).
@@ -348,7 +348,6 @@ def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
                 load_checkpoint(ckpt, expected=identity(cfg))
             except CheckpointError as exc:
                 raise ConfigError("out", f"{exc}; choose another folder or --no-resume") from exc
-        folder.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed if seed is None else seed)
     if flush_denormals and dev.type == "cpu":
         torch.set_flush_denormal(True)
@@ -365,6 +364,8 @@ def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: 
     scheduler, ...). With ``out`` set, the checkpoint lives there and the run's files are
     written when training ends (see the module docstring).
     """
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = train(model, epochs=cfg.epochs, lr=cfg.lr, clip=cfg.clip,
                    recorders=list(recorders.values()),

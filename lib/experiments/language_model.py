@@ -110,6 +110,9 @@ CPU = replace(
 def parameter_groups(lm: models.LanguageModel, lr: float,
                      orthogonal_lr_factor: float = 1.0) -> list[dict]:
     """Adam parameter groups: the orthogonal matrix's parameters at ``lr * orthogonal_lr_factor``."""
+    for name, value in (("lr", lr), ("orthogonal_lr_factor", orthogonal_lr_factor)):
+        if not _run._is_real(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     orth = [p for name, p in lm.named_parameters() if "parametrizations" in name]
     ids = {id(p) for p in orth}
     groups = [{"params": [p for p in lm.parameters() if id(p) not in ids], "lr": lr}]
@@ -127,6 +130,10 @@ def projection_readout(kind: str, token_ids: Tensor):
     """
     if kind not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {kind!r}")
+    token_ids = torch.as_tensor(token_ids)
+    if token_ids.dim() != 1 or token_ids.dtype != torch.long or bool((token_ids < 0).any()):
+        raise ValueError(f"token_ids must be a 1-D tensor of non-negative token ids, "
+                         f"got {token_ids!r}")
 
     def readout(model: models.LanguageModel, h: Tensor) -> Tensor:
         C, d = model.decoder.weight, model.decoder.bias

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from . import _run
 
 EXECUTORS = ("local", "slurm", "inline")
@@ -52,7 +54,7 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
                             for s in seeds) or len(set(seeds)) != len(seeds):
         raise _run.ConfigError("seeds", f"must be distinct non-negative integers, got {seeds!r}")
     if field not in {f.name for f in dataclasses.fields(base)} or "seed" not in field:
-        raise _run.ConfigError("field", f"must be a seed field of the config, got {field!r}")
+        raise _run.ConfigError("sweep_field", f"must be a seed field of the config, got {field!r}")
     base.validate()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -80,8 +82,12 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
         else:
             todo.append((s, dataclasses.replace(base, **{field: s}), str(folder)))
     if executor == "inline":
-        for s, cfg, folder in todo:
-            results[s] = _run_seed(module.__name__, cfg, folder, device)
+        threads = torch.get_num_threads()
+        try:
+            for s, cfg, folder in todo:
+                results[s] = _run_seed(module.__name__, cfg, folder, device)
+        finally:
+            torch.set_num_threads(threads)
         return dict(sorted(results.items()))
     import submitit
 
