@@ -392,3 +392,18 @@ def test_local_sweep_with_submitit(tmp_path, restore_threads):
     a = load_checkpoint(out / "seed_0" / "model.pt")["model"]
     b = load_checkpoint(tmp_path / "inline" / "seed_0" / "model.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_locked_output_folder_is_refused(tmp_path, capsys):
+    """Two runs on one folder: the second is refused (exit 2, naming --out), not mixed in."""
+    from filelock import FileLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with FileLock(out / ".lock"):
+        with pytest.raises(SystemExit) as err:
+            main(["symbol-classification", "--out", str(out), *TINY])
+    assert err.value.code == 2
+    assert "--out" in capsys.readouterr().err
+    assert not (out / "checkpoint.pt").exists()
+    assert main(["symbol-classification", "--out", str(out), *TINY]) == 0  # free again

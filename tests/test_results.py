@@ -13,7 +13,7 @@ import torch
 from lib.experiments import sine, symbol_classification as sc
 from lib.experiments.__main__ import main
 from lib.experiments.results import (CLASSES, RESULTS, classify_run, compact, compact_sweep,
-                                     load_result, provenance)
+                                     config_of, load_result, provenance)
 
 REQUIRED = {"model", "epochs", "hidden", "seq_len", "n_sequences", "batch_size", "lr", "clip",
             "loss_reduction", "seed", "stable_rule"}
@@ -27,9 +27,7 @@ def check_run_schema(folder: Path, module) -> dict:
     data = load_result(folder.name, root=folder.parent)
     run = data["run"]
     assert REQUIRED <= set(run["config"]), REQUIRED - set(run["config"])
-    cfg = module.Config(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in run["config"].items()})
-    cfg.validate()
+    cfg = config_of(module, run)
     assert run["experiment"] == module.NAME
     assert len(run["commit"].split("-")[0]) == 40 and run["torch"] and run["device"]
     assert run["wall_seconds"] > 0 and run["epochs_run"] >= 1

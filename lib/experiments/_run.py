@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from .. import seed_everything
@@ -362,10 +363,30 @@ def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: 
 
     ``train_kwargs`` go to :func:`~lib.training.train` (loss, data, forward, optimizer,
     scheduler, ...). With ``out`` set, the checkpoint lives there and the run's files are
-    written when training ends (see the module docstring).
+    written when training ends (see the module docstring); the run holds an exclusive lock
+    on ``out`` (``filelock``), and a second run on the same folder is refused with a
+    :class:`ConfigError` naming ``out`` instead of mixing the two runs' files.
     """
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        return _train_and_save(cfg, out, model, experiment=experiment, recorders=recorders,
+                               device=device, progress=progress, resume=resume,
+                               summarize=summarize, **train_kwargs)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError("out", f"{str(out)!r} is in use by another run (locked)") from None
+    try:
+        return _train_and_save(cfg, out, model, experiment=experiment, recorders=recorders,
+                               device=device, progress=progress, resume=resume,
+                               summarize=summarize, **train_kwargs)
+    finally:
+        lock.release()
+
+
+def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress, resume,
+                    summarize, **train_kwargs) -> RunResult:
     t0 = time.perf_counter()
     result = train(model, epochs=cfg.epochs, lr=cfg.lr, clip=cfg.clip,
                    recorders=list(recorders.values()),

@@ -133,3 +133,11 @@ def provenance(run: Mapping[str, Any]) -> str:
     return (f"saved run: `python -m lib.experiments {run.get('experiment', '?')}`, commit "
             f"{short}, {run.get('device', '?')}, torch {run.get('torch', '?')}, "
             f"{minutes:.1f} min")
+
+
+def config_of(module, run: Mapping[str, Any]):
+    """The ``module.Config`` a saved run used (JSON lists back to tuples), validated."""
+    cfg = module.Config(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in run["config"].items()})
+    cfg.validate()
+    return cfg

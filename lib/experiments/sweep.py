@@ -6,6 +6,8 @@ function to a Slurm cluster unchanged; ``executor="inline"`` runs in this proces
 Every seed writes its own run folder ``out/seed_<s>`` through the experiment's
 ``run(config, out)``, so a partly finished sweep resumes where it stopped: finished seeds
 (``run.json`` present) are skipped and interrupted ones resume from their checkpoints.
+Several sweep processes may share one folder: each run locks its seed's folder, and a
+seed that another process is running, or has finished meanwhile, is skipped.
 ``out/sweep.json`` records the configuration shared by all seeds; a sweep pointed at a
 folder of another configuration is refused instead of mixing runs.
 """
@@ -25,20 +27,27 @@ from . import _run
 EXECUTORS = ("local", "slurm", "inline")
 
 
-def _run_seed(module_name: str, cfg: Any, folder: str, device: str) -> dict:
+def _run_seed(module_name: str, cfg: Any, folder: str, device: str) -> dict | None:
+    """One seed's run; None when its folder is finished or locked by another process."""
     import importlib
 
-    import torch
-
     torch.set_num_threads(1)
+    if (Path(folder) / "run.json").is_file():
+        return None
     module = importlib.import_module(module_name)
-    return module.run(cfg, folder, device=device, progress=False).summary
+    try:
+        return module.run(cfg, folder, device=device, progress=False).summary
+    except _run.ConfigError as exc:
+        if exc.field == "out" and "locked" in str(exc):
+            return None  # another sweep process runs this seed
+        raise
 
 
 def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor: str = "local",
           workers: int = 2, device: str = "cpu", field: str = "seed",
           slurm: dict | None = None) -> dict[int, dict]:
-    """Run ``module.run`` for ``base`` with every seed of ``seeds``; return their summaries.
+    """Run ``module.run`` for ``base`` with every seed of ``seeds``; return the summaries of
+    the seeds this call ran or found finished (not those another process is running).
 
     ``field`` is the config field the seeds go to: ``"seed"`` (data and weights), or
     ``"weight_seed"`` where the config has one (the same data, other initial weights).
@@ -85,7 +94,9 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
         threads = torch.get_num_threads()
         try:
             for s, cfg, folder in todo:
-                results[s] = _run_seed(module.__name__, cfg, folder, device)
+                summary = _run_seed(module.__name__, cfg, folder, device)
+                if summary is not None:
+                    results[s] = summary
         finally:
             torch.set_num_threads(threads)
         return dict(sorted(results.items()))
@@ -101,5 +112,7 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
         time.sleep(0.5)
         for item in [r for r in running if r[1].done()]:
             running.remove(item)
-            results[item[0]] = item[1].result()  # re-raises a failed job's error
+            summary = item[1].result()  # re-raises a failed job's error
+            if summary is not None:
+                results[item[0]] = summary
     return dict(sorted(results.items()))
