@@ -358,6 +358,14 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
     Returns a callable ``model -> samples`` with ``samples`` of shape
     ``(n_inputs, n_init, n_steps - n_transient, Ny)`` on the CPU, or ``(2, ...)`` with the
     first differences ``ŷ_t - ŷ_{t-1}`` stacked second when ``differences`` is true.
+
+    Convergence of the burn-in: each call also sets the callable's ``last_drift``, shape
+    ``(n_inputs, n_init)``: for every orbit the largest change, over the outputs, of the
+    envelope (maximum and minimum over time) from the first half of the kept window to the
+    second. It is 0 on a fixed point and on a periodic orbit whose period is at most half
+    the window, small on a chaotic or quasi-periodic attractor, and large while a transient
+    is still decaying. :class:`OrbitRecorder` records it beside the samples (None for a
+    window of one step).
     Raises ``ValueError`` for bad arguments, and when an orbit leaves the floats (non-finite
     samples; the message names the orbits).
     """
@@ -367,6 +375,8 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
     _check_orbit_args(n_init, std, n_steps, n_transient, seed, differences)
     if readout is not None and not callable(readout):
         raise ValueError("readout must be None or a callable (model, h) -> outputs")
+
+    lead = int(differences)  # the step before the kept window, for the first differences
 
     @torch.no_grad()
     def sample(model: nn.Module) -> Tensor:
@@ -383,16 +393,16 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
             with _parametrize.cached():  # an orthogonal W is computed once, not per step
                 if not feedback:
                     h, _ = rnn(u.unsqueeze(0).expand(n_steps, -1, -1), x)
-                    h = h[n_transient - int(differences):]
+                    h = h[n_transient - lead:]
                 else:
                     kept = []
                     for t in range(n_steps):
                         h_t, x = rnn(u.unsqueeze(0), x)
-                        if t >= n_transient - int(differences):
+                        if t >= n_transient - lead:
                             kept.append(h_t[0])
                         u = model.feedback_input(h_t[0])
                     h = torch.stack(kept)
-            y = read(h)  # (T', P*K, Ny)
+            y = read(h)  # (lead + window, P*K, Ny)
         finally:
             model.train(was_training)
         y = y.reshape(y.shape[0], P, K, -1).permute(1, 2, 0, 3)
@@ -400,10 +410,17 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
         if bool(bad.any()):
             raise ValueError(f"the orbits (input, initial state) {bad.nonzero().tolist()} "
                              "left the floats (non-finite outputs)")
+        kept_y = y[:, :, lead:]
+        half = kept_y.shape[2] // 2  # the envelope of the kept window's two halves
+        first, second = kept_y[:, :, :half], kept_y[:, :, -half:]
+        sample.last_drift = torch.maximum(
+            (second.amax(2) - first.amax(2)).abs(), (second.amin(2) - first.amin(2)).abs()
+        ).amax(-1).cpu() if half else None
         if not differences:
-            return y.cpu().clone()
-        return torch.stack([y[:, :, 1:], y[:, :, 1:] - y[:, :, :-1]]).cpu()
+            return kept_y.cpu().clone()
+        return torch.stack([kept_y, kept_y - y[:, :, lead - 1 : -1]]).cpu()
 
+    sample.last_drift = None
     return sample
 
 
@@ -478,7 +495,9 @@ class OrbitRecorder:
         at_start: also record the untrained model (epoch 0). The authors do not.
 
     After training: ``epochs`` (list), ``samples`` (Tensor ``(E, *sample_shape)``),
-    ``lyapunov`` (``(E, ...)`` or None) and ``seconds`` (time spent recording per call).
+    ``lyapunov`` (``(E, ...)`` or None), ``drift`` (the convergence measure that
+    :func:`orbit_sampler` reports, ``(E, n_inputs, n_init)``, or None) and ``seconds``
+    (time spent recording per call).
 
     With a ``folder`` (:func:`train` sets one beside its checkpoint), every record is also
     written to its own checksummed file ``epoch_<e>.pt`` there, and the checkpoint holds
@@ -499,6 +518,7 @@ class OrbitRecorder:
         self.epochs: list[int] = []
         self._samples: list[Tensor] = []
         self._lyap: list[Tensor] = []
+        self._drift: list[Tensor] = []
         self.seconds: list[float] = []
 
     def wants(self, epoch: int, last_epoch: int) -> bool:
@@ -509,15 +529,19 @@ class OrbitRecorder:
     def __call__(self, model: nn.Module, epoch: int) -> None:
         t0 = time.perf_counter()
         samples = self.sampler(model).detach().cpu().clone()
+        drift = getattr(self.sampler, "last_drift", None)
         lyap = self.lyapunov_fn(model).detach().cpu().clone() if self.lyapunov_fn else None
         self.epochs.append(int(epoch))
         self._samples.append(samples)
+        if drift is not None:
+            self._drift.append(drift.clone())
         if lyap is not None:
             self._lyap.append(lyap)
         self.seconds.append(time.perf_counter() - t0)
         if self.folder is not None:
             save_checkpoint(self.folder / f"epoch_{epoch:06d}.pt",
-                            {"epoch": int(epoch), "samples": samples, "lyapunov": lyap})
+                            {"epoch": int(epoch), "samples": samples, "lyapunov": lyap,
+                             "drift": drift})
 
     @property
     def samples(self) -> Tensor:
@@ -529,10 +553,16 @@ class OrbitRecorder:
     def lyapunov(self) -> Tensor | None:
         return torch.stack(self._lyap) if self._lyap else None
 
+    @property
+    def drift(self) -> Tensor | None:
+        """The sampler's convergence measure per record ``(E, ...)``, or None."""
+        return torch.stack(self._drift) if self._drift else None
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epochs": list(self.epochs), "seconds": list(self.seconds)}
         if self.folder is None:
-            state.update(samples=list(self._samples), lyapunov=list(self._lyap))
+            state.update(samples=list(self._samples), lyapunov=list(self._lyap),
+                         drift=list(self._drift))
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -540,15 +570,18 @@ class OrbitRecorder:
         self.seconds = [float(s) for s in state["seconds"]]
         if "samples" in state:
             self._samples, self._lyap = list(state["samples"]), list(state["lyapunov"])
+            self._drift = list(state.get("drift", []))
             return
         if self.folder is None:
             raise CheckpointError("the checkpoint keeps its records in a folder: set folder")
-        self._samples, self._lyap = [], []
+        self._samples, self._lyap, self._drift = [], [], []
         for e in self.epochs:
             rec = load_checkpoint(self.folder / f"epoch_{e:06d}.pt")
             self._samples.append(rec["samples"])
             if rec["lyapunov"] is not None:
                 self._lyap.append(rec["lyapunov"])
+            if rec.get("drift") is not None:
+                self._drift.append(rec["drift"])
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -17,7 +17,7 @@ from lib.landscape import (
     count_local_minima,
     landscape_1d,
     landscape_2d,
-    largest_lyapunov,
+    landscape_lyapunov,
     line,
     local_minima,
     mse,
@@ -135,6 +135,106 @@ def test_batched_cost_broadcasts_x0_u_y_and_accepts_a_loss_callable():
     assert l1[2, 1].item() == pytest.approx((y_hat - y).abs().sum(-1).mean().item(), rel=1e-12)
 
 
+@pytest.mark.parametrize("burn_in", [0, 1, 7, 11])
+def test_burn_in_averages_the_kept_steps_like_a_hand_written_loop(burn_in):
+    model = LSTM(2, 3, 2)
+    gen = torch.Generator().manual_seed(burn_in)
+    n_steps = 12
+    thetas = torch.stack([model.init_theta(seed=k, scale=1.5) for k in range(4)])
+    x0 = torch.randn(model.nx, generator=gen)
+    u = torch.randn(n_steps, 2, generator=gen)
+    y = torch.randn(n_steps, 2, generator=gen)
+    V = batched_cost(model, thetas, x0, u, y, burn_in=burn_in)
+    for k, theta in enumerate(thetas):
+        # the loop spelled out: x_0 is the initial state, ŷ_t = g(x_t, u_t), steps t >= burn_in
+        x, total = x0, 0.0
+        for t in range(n_steps):
+            if t >= burn_in:
+                total += ((model.g(x, u[t], theta) - y[t]) ** 2).mean().item()
+            x = model.f(x, u[t], theta)
+        expected = total / (n_steps - burn_in)
+        assert V[k].item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_burn_in_passes_through_the_landscapes_and_zero_changes_nothing():
+    y = chaotic_data(60)
+    s = torch.linspace(0.6, 1.3, 5)
+    r = torch.randn(16, generator=torch.Generator().manual_seed(4))
+    for burn_in in (0, 20, 59):
+        V1 = landscape_1d(CHAOTIC, THETA_TRUE, s, X0, None, y, burn_in=burn_in)
+        per_point = torch.stack([batched_cost(CHAOTIC, si * THETA_TRUE, X0, None, y,
+                                              burn_in=burn_in) for si in s])
+        assert torch.equal(V1, per_point)
+        V2 = landscape_2d(CHAOTIC, THETA_TRUE, r, s, s[:2], X0, None, y, burn_in=burn_in)
+        assert torch.equal(V2, batched_cost(CHAOTIC, plane(THETA_TRUE, r, s, s[:2]), X0, None,
+                                            y, burn_in=burn_in))
+    # burn_in = 0 is the cost of eq. (2) over every step from t = 0, as before
+    _, y_hat = rollout(CHAOTIC.f, CHAOTIC.g, 0.9 * THETA_TRUE, X0, torch.zeros(60, 0))
+    expected = mse(y_hat, y).mean()
+    for V in (batched_cost(CHAOTIC, 0.9 * THETA_TRUE, X0, None, y),
+              batched_cost(CHAOTIC, 0.9 * THETA_TRUE, X0, None, y, burn_in=0)):
+        assert V.item() == pytest.approx(expected.item(), rel=1e-12)
+    # the last kept step alone
+    last = batched_cost(CHAOTIC, 0.9 * THETA_TRUE, X0, None, y, burn_in=59)
+    assert last.item() == pytest.approx(mse(y_hat[59], y[59]).item(), rel=1e-12)
+
+
+def test_the_authors_cost_compares_h101_to_h200():
+    # chaotic_lstm.py: nn.LSTM over 200 zero inputs returns h_1 .. h_200 and the script keeps
+    # output[100:], that is h_101 .. h_200; here ŷ_t = h_t for t = 0 .. N-1: burn_in=101, N=201.
+    theta = 0.8 * THETA_TRUE  # attracting cycles (periods 3 and 4): implementations agree
+    data_theta = 2.0 * THETA_TRUE
+    lstm_out = {}
+    for name, th in (("model", theta), ("data", data_theta)):
+        lstm = nn.LSTM(1, 2, bias=False)
+        h0 = torch.full((1, 1, 2), 0.5)
+        with torch.no_grad():
+            lstm.weight_ih_l0.zero_()
+            lstm.weight_hh_l0.copy_(th.reshape(8, 2))
+            lstm_out[name], _ = lstm(torch.zeros(200, 1, 1), (h0, h0.clone()))
+    script_loss = nn.functional.mse_loss(lstm_out["model"][100:], lstm_out["data"][100:])
+    _, y = rollout(CHAOTIC.f, CHAOTIC.g, data_theta, X0, torch.zeros(201, 0))
+    V = batched_cost(CHAOTIC, theta, X0, None, y, burn_in=101)
+    assert V.item() == pytest.approx(script_loss.item(), rel=1e-10)
+    off_by_one = batched_cost(CHAOTIC, theta, X0, None, y[:200], burn_in=100)
+    assert abs(off_by_one.item() - script_loss.item()) > 1e-6
+
+
+def test_bad_burn_in_raises_value_error_naming_it():
+    y = chaotic_data(10)
+    for bad in (-1, 10, 11, 2.0, True, None):
+        with pytest.raises(ValueError, match="burn_in"):
+            batched_cost(CHAOTIC, THETA_TRUE, X0, None, y, burn_in=bad)
+    with pytest.raises(ValueError, match=r"burn_in must be an integer with 0 <= burn_in < N = 10"):
+        landscape_1d(CHAOTIC, THETA_TRUE, [1.0], X0, None, y, burn_in=10)
+    with pytest.raises(ValueError, match="burn_in"):
+        landscape_2d(CHAOTIC, THETA_TRUE, THETA_TRUE, [1.0], [0.0], X0, None, y, burn_in=-3)
+
+
+def test_a_nan_from_the_loss_raises_instead_of_returning_nan():
+    y = chaotic_data(10)
+    thetas = line(THETA_TRUE, torch.tensor([0.5, 1.0, 1.5]))
+
+    def nan_for_large(y_hat, y_t):  # NaN only for the third parameter vector
+        v = mse(y_hat, y_t)
+        return torch.where(torch.arange(v.shape[0]) == 2, torch.full_like(v, math.nan), v)
+
+    with pytest.raises(ValueError, match=r"loss is NaN for 1 of 3 parameter vector\(s\) "
+                                         r"\(the first at batch index \(2,\)\)"):
+        batched_cost(CHAOTIC, thetas, X0, None, y, loss=nan_for_large)
+    with pytest.raises(ValueError, match="loss is NaN"):
+        landscape_1d(CHAOTIC, THETA_TRUE, [1.0], X0, None, y,
+                     loss=lambda a, b: mse(a, b) * math.nan)
+    # a NaN at a step left out by the burn-in is never computed, so it cannot surface
+    def nan_at_step_0(y_hat, y_t):
+        return mse(y_hat, y_t) * (math.nan if torch.equal(y_t, y[0]) else 1.0)
+
+    assert torch.isfinite(batched_cost(CHAOTIC, THETA_TRUE, X0, None, y, loss=nan_at_step_0,
+                                       burn_in=1))
+    with pytest.raises(ValueError, match="loss is NaN"):
+        batched_cost(CHAOTIC, THETA_TRUE, X0, None, y, loss=nan_at_step_0)
+
+
 def test_batched_cost_is_differentiable():
     y = chaotic_data(20)
     theta = (0.9 * THETA_TRUE).requires_grad_(True)
@@ -195,15 +295,15 @@ def test_largest_lyapunov_matches_per_point_spectrum():
     # one θ at a stable fixed point (s = 0.5), one chaotic (s = 1), and a scalar θ
     s = torch.tensor([0.5, 1.0])
     thetas = line(THETA_TRUE, s)
-    lam = largest_lyapunov(CHAOTIC, thetas, X0, 150, n_transient=50)
+    lam = landscape_lyapunov(CHAOTIC, thetas, X0, 150, n_transient=50)
     assert lam.shape == (2,)
     for k, tol in enumerate((1e-10, 1e-3)):  # the chaotic orbit amplifies rounding
         ref = lyapunov_spectrum(CHAOTIC.autonomous(thetas[k]), X0, 150, n_transient=50)[0]
         assert lam[k].item() == pytest.approx(ref.item(), abs=tol)
     assert lam[1] > 0.05 and lam[0] < -0.3  # chaos at θ_true, a stable fixed point at half
-    several = largest_lyapunov(CHAOTIC, thetas, torch.stack([X0, -X0]), 20)
+    several = landscape_lyapunov(CHAOTIC, thetas, torch.stack([X0, -X0]), 20)
     assert several.shape == (2, 2)
-    single = largest_lyapunov(CHAOTIC, thetas[0], X0, 150, n_transient=50)
+    single = landscape_lyapunov(CHAOTIC, thetas[0], X0, 150, n_transient=50)
     assert single.shape == () and single.item() == pytest.approx(lam[0].item(), abs=1e-10)
 
 
@@ -292,7 +392,7 @@ def test_bad_input_raises_value_error_naming_the_argument():
     with pytest.raises(ValueError, match="thetas must be finite"):
         batched_cost(CHAOTIC, torch.stack([THETA_TRUE, bad]), X0, None, y)
     with pytest.raises(ValueError, match="thetas must be finite"):
-        largest_lyapunov(CHAOTIC, bad, X0, 10)
+        landscape_lyapunov(CHAOTIC, bad, X0, 10)
     with pytest.raises(ValueError, match="direction must be finite"):
         line(bad, [1.0])
     with pytest.raises(ValueError, match="direction2 must have 16 entries"):
@@ -320,4 +420,4 @@ def test_bad_input_raises_value_error_naming_the_argument():
     with pytest.raises(ValueError, match="connectivity must be"):
         count_local_minima(torch.zeros(3), connectivity="diagonal")
     with pytest.raises(ValueError, match="x0 must have shape"):
-        largest_lyapunov(CHAOTIC, THETA_TRUE, torch.zeros(2, 2, 4), 10)
+        landscape_lyapunov(CHAOTIC, THETA_TRUE, torch.zeros(2, 2, 4), 10)

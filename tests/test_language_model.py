@@ -407,7 +407,10 @@ def test_command_line_reduced_run(tmp_path):
     assert set(info) >= {"commit", "device", "wall_seconds", "torch", "epochs_run"}
     orbits = run["orbits"]
     assert set(orbits) == {"constant", "constant_epochs", "feedback", "feedback_epochs",
-                           "feedback_lyapunov"}
+                           "feedback_lyapunov", "constant_drift", "feedback_drift"}
+    # n_burn 5 >= n_keep 3: the burn-in's convergence is measured, (records, inputs, states)
+    assert orbits["constant_drift"].shape == orbits["constant"].shape[:3]
+    assert bool((orbits["feedback_drift"] >= 0).all())
     assert orbits["constant_epochs"].tolist() == orbits["feedback_epochs"].tolist() == [0, 1]
     # epochs, inputs (2 random + "is"), states, steps, 1 + tokens
     assert orbits["constant"].shape == orbits["feedback"].shape == (2, 3, 2, 3, 4)
@@ -493,7 +496,7 @@ def test_language_model_resume(tmp_path):
         assert ha[key] == hb[key], key
     oa, ob = a["orbits"], b["orbits"]
     assert set(oa) == set(ob) == {"constant", "constant_epochs", "feedback", "feedback_epochs",
-                                  "feedback_lyapunov"}
+                                  "feedback_lyapunov", "constant_drift", "feedback_drift"}
     assert oa["constant_epochs"].tolist() == list(range(1, epochs + 1))
     for key in oa:
         assert torch.equal(oa[key], ob[key]), key

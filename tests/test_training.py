@@ -723,3 +723,26 @@ def test_regressor_with_sine():
     res = train(m, nn.MSELoss(), Batches(u, y, 2, target_batch_dim=1), epochs=2, progress=False)
     assert len(res.history["train_loss"]) == 2
     assert models.SequenceRegressor is SequenceRegressor
+
+
+def test_orbit_drift_measures_the_burn_in():
+    """last_drift: 0 on an orbit that has converged to a fixed point, large on a transient."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(make_rnn("lstm", 2, 3), 2).double()
+    with torch.no_grad():  # a strongly contracting map: every orbit reaches its fixed point
+        model.rnn.lstm.weight_hh_l0.mul_(0.01)
+    inputs = torch.eye(2, dtype=torch.float64)
+    settled = orbit_sampler(inputs, n_init=3, std=5.0, n_steps=400, n_transient=200)
+    settled(model)
+    assert settled.last_drift.shape == (2, 3)
+    assert float(settled.last_drift.max()) < 1e-9
+    early = orbit_sampler(inputs, n_init=3, std=5.0, n_steps=12, n_transient=1)
+    early(model)
+    assert float(early.last_drift.max()) > 1e-3  # the state of size 5 has not decayed yet
+    one = orbit_sampler(inputs, n_init=3, std=5.0, n_steps=10, n_transient=9)
+    one(model)
+    assert one.last_drift is None  # a window of one step: nothing to compare
+    rec = OrbitRecorder(settled, every=1)
+    rec(model, 0)
+    rec(model, 1)
+    assert rec.drift.shape == (2, 2, 3)

@@ -396,6 +396,9 @@ def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress,
     wall = time.perf_counter() - t0
     h = result.history
     summary = {k: h[k][-1] for k in h if k.startswith(("train_", "val_")) and h[k]}
+    for key, rec in recorders.items():
+        if rec.drift is not None:  # did the last record's burn-in converge?
+            summary[f"{key}_drift_last"] = float(rec.drift[-1].max())
     if summarize is not None:
         summary.update(summarize(result))
     if out is not None:
@@ -408,6 +411,8 @@ def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress,
             orbits[key] = rec.samples
             if rec.lyapunov is not None:
                 orbits[f"{key}_lyapunov"] = rec.lyapunov
+            if rec.drift is not None:
+                orbits[f"{key}_drift"] = rec.drift
         save_checkpoint(out / "orbits.pt", orbits)
         save_checkpoint(out / "model.pt", {"model": model.state_dict()})
         write_json(out / "run.json", {

@@ -41,7 +41,7 @@ def compact(run: str | Path, dest: str | Path, *, keep_steps: int = 16, every: i
     dest.mkdir(parents=True, exist_ok=True)
     orbits = data.get("orbits", {})
     compacted: dict[str, Any] = {}
-    for key in [k for k in orbits if not k.endswith(("_epochs", "_lyapunov"))]:
+    for key in [k for k in orbits if not k.endswith(("_epochs", "_lyapunov", "_drift"))]:
         samples = orbits[key]
         epochs = orbits[f"{key}_epochs"]
         idx = torch.arange(0, len(epochs), every)
@@ -51,6 +51,8 @@ def compact(run: str | Path, dest: str | Path, *, keep_steps: int = 16, every: i
         values = samples[:, 0] if samples.dim() == 6 else samples
         compacted[f"{key}_epochs"] = epochs[idx].clone()
         compacted[key] = values[idx, :, :, -keep_steps:].to(torch.float16).clone()
+        if f"{key}_drift" in orbits:
+            compacted[f"{key}_drift"] = orbits[f"{key}_drift"][idx].float().clone()
         if f"{key}_lyapunov" in orbits:
             compacted[f"{key}_lyapunov_epochs"] = epochs.clone()
             compacted[f"{key}_lyapunov"] = orbits[f"{key}_lyapunov"].float().clone()
