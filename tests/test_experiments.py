@@ -153,7 +153,8 @@ def test_symbol_classification_tiny_run(tmp_path, model, capsys):
     assert len(run["history"]["val_accuracy"]) == 2
     assert run["history"]["train_items"] == [40, 40]
     orbits = run["orbits"]
-    assert set(orbits) == {"orbits", "orbits_epochs", "orbits_lyapunov"}
+    assert set(orbits) == {"orbits", "orbits_epochs", "orbits_lyapunov", "orbits_drift"}
+    assert orbits["orbits_drift"].shape == orbits["orbits"].shape[:1] + orbits["orbits"].shape[2:4]
     assert orbits["orbits_epochs"].tolist() == [0, 1, 2]
     assert orbits["orbits"].shape == (3, 2, 6, 2, 8, 4)  # epochs, (y, Δy), inputs, states, steps, classes
     assert orbits["orbits_lyapunov"].shape == (3, 6, 2)
