@@ -14,7 +14,9 @@ Conventions (used by every chapter):
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -36,6 +38,8 @@ __all__ = [
     "rollout",
     "lyapunov_spectrum",
     "largest_lyapunov",
+    "fixed_points",
+    "FixedPoints",
     "lyapunov_blocks",
     "orbit_diagram",
     "detect_period",
@@ -242,6 +246,73 @@ def largest_lyapunov(step: Step, x0: Tensor, n_steps: int, *, n_transient: int =
     :func:`lib.training.lyapunov_sampler` (over training epochs) call it.
     """
     return lyapunov_spectrum(step, x0, n_steps, n_transient=n_transient, n_exponents=1)[..., 0]
+
+
+class FixedPoints(NamedTuple):
+    """What :func:`fixed_points` returns.
+
+    ``points`` ``(M, Nx)``: the distinct fixed points found; ``stable`` ``(M,)`` bool: the
+    spectral radius of the Jacobian there is below 1; ``spectral_radius`` ``(M,)``;
+    ``not_converged`` ``(R,)`` long: the rows of ``x0`` whose Newton iteration did not reach
+    ``tol`` (reported, never returned as fixed points).
+    """
+
+    points: Tensor
+    stable: Tensor
+    spectral_radius: Tensor
+    not_converged: Tensor
+
+
+def fixed_points(step: Step, x0: Tensor, *, tol: float = 1e-10, max_iter: int = 100,
+                 merge_tol: float | None = None) -> FixedPoints:
+    """Fixed points ``x = step(x)`` by Newton's method from every row of ``x0``, batched.
+
+    Newton's iteration on ``F(x) = step(x) - x``: ``x <- x - (J - I)^{-1} F(x)`` with the
+    exact Jacobian ``J`` of :func:`jacobian`, from all K starts ``x0 (K, Nx)`` at once, until
+    ``max |F(x)| <= tol`` (an iteration stops moving a converged row). Converged rows closer
+    than ``merge_tol`` (default ``sqrt(tol)``, in the max norm) are one fixed point. A fixed
+    point is *stable* when the spectral radius of ``J`` there is below 1 (it attracts every
+    nearby state; Sussillo and Barak (2013) use the same test on trained networks).
+
+    Raises ``ValueError`` for a non-finite ``x0``, a shape other than ``(K, Nx)``,
+    ``tol <= 0``, ``max_iter < 1``, or when ``step`` changes the shape.
+    """
+    check_finite("x0", x0)
+    if x0.dim() != 2 or x0.shape[0] == 0 or x0.shape[1] == 0:
+        raise ValueError(f"x0 must have shape (K, Nx) with K, Nx >= 1, got {tuple(x0.shape)}")
+    check_positive_real("tol", tol)
+    check_positive_int("max_iter", max_iter)
+    merge = math.sqrt(tol) if merge_tol is None else merge_tol
+    check_positive_real("merge_tol", merge)
+    x = x0.clone()
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(max_iter):
+        fx, J = jacobian(step, x)
+        F = fx - x
+        res = F.abs().amax(-1)
+        done = torch.isfinite(res) & (res <= tol)
+        if bool(done.all()):
+            break
+        try:
+            delta = torch.linalg.solve(J - eye, F)
+        except RuntimeError:  # a singular J - I somewhere: least squares for the batch
+            delta = torch.linalg.lstsq(J - eye, F.unsqueeze(-1)).solution[..., 0]
+        ok = torch.isfinite(delta).all(-1) & ~done
+        x = torch.where(ok.unsqueeze(-1), x - delta, x)
+    fx, J = jacobian(step, x)
+    res = (fx - x).abs().amax(-1)
+    done = torch.isfinite(res) & (res <= tol)
+    found, radii = [], []
+    for k in done.nonzero()[:, 0].tolist():
+        if any(float((x[k] - p).abs().max()) <= merge for p in found):
+            continue
+        found.append(x[k])
+        radii.append(torch.linalg.eigvals(J[k]).abs().max().real)
+    nx = x.shape[1]
+    points = torch.stack(found) if found else x.new_zeros(0, nx)
+    radius = torch.stack(radii).to(x.dtype) if radii else x.new_zeros(0)
+    return FixedPoints(points, radius < 1, radius, (~done).nonzero()[:, 0])
 
 
 def orbit_diagram(

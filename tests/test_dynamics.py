@@ -179,3 +179,59 @@ def test_bad_input():
         detect_period(torch.zeros(10, 1), max_period=10)
     with pytest.raises(ValueError, match="same shape"):
         classify_attractor(torch.ones(2, dtype=torch.long), torch.zeros(3))
+
+
+# ----------------------------------------------------------------------------- fixed points
+def test_fixed_points_of_the_logistic_map_in_closed_form():
+    from lib.dynamics import fixed_points
+
+    r = 2.8  # fixed points 0 (f' = r, unstable) and 1 - 1/r (f' = 2 - r, stable)
+    x0 = torch.linspace(-0.3, 1.2, 9, dtype=torch.float64).unsqueeze(-1)
+    fp = fixed_points(lambda x: r * x * (1 - x), x0)
+    order = fp.points[:, 0].argsort()
+    assert fp.points.shape == (2, 1)
+    assert torch.allclose(fp.points[order, 0], torch.tensor([0.0, 1 - 1 / r], dtype=torch.float64),
+                          atol=1e-12)
+    assert fp.stable[order].tolist() == [False, True]
+    assert torch.allclose(fp.spectral_radius[order], torch.tensor([r, abs(2 - r)],
+                                                                  dtype=torch.float64))
+    assert fp.not_converged.numel() == 0
+
+
+def test_fixed_point_of_an_affine_map_and_its_stability():
+    from lib.dynamics import fixed_points
+
+    gen = torch.Generator().manual_seed(0)
+    for rho, stable in ((0.7, True), (1.3, False)):
+        A = torch.randn(4, 4, generator=gen, dtype=torch.float64)
+        A = rho * A / torch.linalg.eigvals(A).abs().max()
+        b = torch.randn(4, generator=gen, dtype=torch.float64)
+        fp = fixed_points(lambda x: x @ A.T + b, torch.randn(5, 4, generator=gen,
+                                                              dtype=torch.float64))
+        exact = torch.linalg.solve(torch.eye(4, dtype=torch.float64) - A, b)
+        assert fp.points.shape == (1, 4)
+        assert torch.allclose(fp.points[0], exact, atol=1e-10)
+        assert bool(fp.stable[0]) is stable
+        assert abs(float(fp.spectral_radius[0]) - rho) < 1e-10
+
+
+def test_fixed_points_reports_starts_that_do_not_converge():
+    from lib.dynamics import fixed_points
+
+    fp = fixed_points(lambda x: x + 1.0, torch.zeros(3, 2, dtype=torch.float64), max_iter=5)
+    assert fp.points.shape == (0, 2) and fp.stable.shape == (0,)
+    assert fp.not_converged.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"x0": torch.tensor([[float("nan")]])}, "x0"),
+    ({"x0": torch.zeros(3)}, "x0"),
+    ({"tol": 0.0}, "tol"),
+    ({"max_iter": 0}, "max_iter"),
+])
+def test_fixed_points_bad_input(kwargs, match):
+    from lib.dynamics import fixed_points
+
+    args = {"x0": torch.zeros(2, 1, dtype=torch.float64), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        fixed_points(lambda x: 0.5 * x, args.pop("x0"), **args)
