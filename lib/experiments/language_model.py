@@ -222,3 +222,34 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
             parameter_groups(lm, cfg.lr, cfg.orthogonal_lr_factor), lr=cfg.lr),
         scheduler={"name": "plateau", "patience": cfg.patience, "factor": cfg.factor},
         post_step=models.apply_constraints)
+
+
+def fixed_point_census(lm: models.LanguageModel, input_ids: Tensor, *, n_starts: int = 16,
+                       std: float = 1.0, warm_up: int = 300, seed: int = 0,
+                       tol: float = 1e-9, max_iter: int = 60) -> list[dict]:
+    """The fixed points of the constant-input maps ``F_w`` of a trained language model.
+
+    For each word ``w`` of ``input_ids``: ``n_starts`` Gaussian states of standard deviation
+    ``std`` are iterated ``warm_up`` steps under ``F_w`` (float64, no dropout), then
+    :func:`lib.dynamics.fixed_points` runs Newton's method from where they are (a start
+    whose orbit converges to a fixed point gives it; one on a cycle or a chaotic orbit
+    usually does not converge and is reported). Returns per word a dict with the number of
+    distinct fixed points, how many are stable (spectral radius < 1), their spectral radii
+    and the number of starts that did not converge.
+    """
+    from ..dynamics import fixed_points, simulate
+
+    ids = torch.as_tensor(input_ids)
+    emb = lm.input_vectors(ids).detach().double()
+    gen = torch.Generator().manual_seed(seed)
+    census = []
+    for k in range(len(ids)):
+        step = lm.rnn.step_map(emb[k], dtype=torch.float64)
+        x0 = std * torch.randn(n_starts, lm.state_size, generator=gen, dtype=torch.float64)
+        x = simulate(step, x0.to(emb.device), 1, n_transient=warm_up)[-1]
+        fp = fixed_points(step, x, tol=tol, max_iter=max_iter)
+        census.append({"word_id": int(ids[k]), "n_fixed_points": int(fp.points.shape[0]),
+                       "n_stable": int(fp.stable.sum()),
+                       "spectral_radius": [float(r) for r in fp.spectral_radius],
+                       "not_converged": int(fp.not_converged.numel())})
+    return census
