@@ -21,7 +21,9 @@ chapter's reduced configuration; every difference is a field.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -184,10 +186,7 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
     corpus, (train, valid, test) = _prepare_data(cfg, corpus, device)
     d = corpus.dictionary
     V = len(d)
-    random_ids = torch.randint(V, (cfg.n_random_inputs,),
-                               generator=torch.Generator().manual_seed(cfg.seed))
-    input_ids = torch.cat([random_ids, torch.tensor([d.word2idx[w] for w in cfg.orbit_inputs],
-                                                    dtype=torch.long)])
+    input_ids = _orbit_input_ids(cfg, d)
     token_ids = torch.tensor([d.word2idx[w] for w in cfg.orbit_tokens], dtype=torch.long)
     lm = models.LanguageModel(cfg.model, V, cfg.n_embed, cfg.n_hidden, dropout=cfg.dropout,
                               seed=cfg.seed, modrelu_bias=cfg.modrelu_bias,
@@ -253,3 +252,40 @@ def fixed_point_census(lm: models.LanguageModel, input_ids: Tensor, *, n_starts:
                        "spectral_radius": [float(r) for r in fp.spectral_radius],
                        "not_converged": int(fp.not_converged.numel())})
     return census
+
+
+def _orbit_input_ids(cfg: Config, d: corpus_mod.Dictionary) -> Tensor:
+    """The orbit inputs of a run: ``n_random_inputs`` seeded random ids, then the words."""
+    random_ids = torch.randint(len(d), (cfg.n_random_inputs,),
+                               generator=torch.Generator().manual_seed(cfg.seed))
+    return torch.cat([random_ids, torch.tensor([d.word2idx[w] for w in cfg.orbit_inputs],
+                                               dtype=torch.long)])
+
+
+def census_of_run(run_folder, dest, *, data=None, **kwargs) -> Path:
+    """:func:`fixed_point_census` of a finished run's model, written to ``dest/fixed_points.json``.
+
+    Rebuilds the run's vocabulary from its config (the same corpus lookup as :func:`run`),
+    loads ``model.pt`` and counts the fixed points under each orbit input word.
+    """
+    from ..training import load_checkpoint
+    from .results import config_of
+
+    run_folder, dest = Path(run_folder), Path(dest)
+    info = _run.load_run(run_folder)["run"]
+    cfg = config_of(sys.modules[__name__], info)
+    corpus, _ = _prepare_data(cfg, corpus_mod.load_wikitext2(data,
+                                                             missing_train=cfg.missing_train),
+                              "cpu")
+    d = corpus.dictionary
+    lm = models.LanguageModel(cfg.model, len(d), cfg.n_embed, cfg.n_hidden,
+                              dropout=cfg.dropout, stable_rule=cfg.stable_rule)
+    lm.load_state_dict(load_checkpoint(run_folder / "model.pt")["model"])
+    lm.eval()
+    ids = _orbit_input_ids(cfg, d)
+    rows = fixed_point_census(lm, ids, **kwargs)
+    for row in rows:
+        row["word"] = d.idx2word[row["word_id"]]
+    dest.mkdir(parents=True, exist_ok=True)
+    _run.write_json(dest / "fixed_points.json", rows)
+    return dest
