@@ -519,6 +519,7 @@ class OrbitRecorder:
         self._samples: list[Tensor] = []
         self._lyap: list[Tensor] = []
         self._drift: list[Tensor] = []
+        self.drift_epochs: list[int] = []
         self.seconds: list[float] = []
 
     def wants(self, epoch: int, last_epoch: int) -> bool:
@@ -535,6 +536,7 @@ class OrbitRecorder:
         self._samples.append(samples)
         if drift is not None:
             self._drift.append(drift.clone())
+            self.drift_epochs.append(int(epoch))
         if lyap is not None:
             self._lyap.append(lyap)
         self.seconds.append(time.perf_counter() - t0)
@@ -555,14 +557,15 @@ class OrbitRecorder:
 
     @property
     def drift(self) -> Tensor | None:
-        """The sampler's convergence measure per record ``(E, ...)``, or None."""
+        """The sampler's convergence measure ``(E', ...)`` at the epochs ``drift_epochs``
+        (every record whose sampler reported one), or None."""
         return torch.stack(self._drift) if self._drift else None
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epochs": list(self.epochs), "seconds": list(self.seconds)}
         if self.folder is None:
             state.update(samples=list(self._samples), lyapunov=list(self._lyap),
-                         drift=list(self._drift))
+                         drift=list(self._drift), drift_epochs=list(self.drift_epochs))
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -571,10 +574,11 @@ class OrbitRecorder:
         if "samples" in state:
             self._samples, self._lyap = list(state["samples"]), list(state["lyapunov"])
             self._drift = list(state.get("drift", []))
+            self.drift_epochs = [int(e) for e in state.get("drift_epochs", [])]
             return
         if self.folder is None:
             raise CheckpointError("the checkpoint keeps its records in a folder: set folder")
-        self._samples, self._lyap, self._drift = [], [], []
+        self._samples, self._lyap, self._drift, self.drift_epochs = [], [], [], []
         for e in self.epochs:
             rec = load_checkpoint(self.folder / f"epoch_{e:06d}.pt")
             self._samples.append(rec["samples"])
@@ -582,6 +586,7 @@ class OrbitRecorder:
                 self._lyap.append(rec["lyapunov"])
             if rec.get("drift") is not None:
                 self._drift.append(rec["drift"])
+                self.drift_epochs.append(e)
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -232,6 +232,12 @@ BAD_OPTIONS = [  # (experiment, bad options, the option the error must name)
     ("language-model", ["--factor", "1"], "--factor"),
     ("language-model", ["--projection", "max"], "--projection"),
     ("language-model", ["--seeds", "0", "1"], "--seeds"),
+    ("language-model", ["--bptt", "-3"], "--bptt"),
+    ("language-model", ["--orbit-every", "0"], "--orbit-every"),
+    ("language-model", ["--epochs", "-2"], "--epochs"),
+    ("language-model", ["--train-tokens", "-5"], "--train-tokens"),
+    ("language-model", ["--n-random-inputs", "-1"], "--n-random-inputs"),
+    ("language-model", ["--patience", "-1"], "--patience"),
 ]
 
 

@@ -413,6 +413,7 @@ def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress,
                 orbits[f"{key}_lyapunov"] = rec.lyapunov
             if rec.drift is not None:
                 orbits[f"{key}_drift"] = rec.drift
+                orbits[f"{key}_drift_epochs"] = torch.tensor(rec.drift_epochs)
         save_checkpoint(out / "orbits.pt", orbits)
         save_checkpoint(out / "model.pt", {"model": model.state_dict()})
         write_json(out / "run.json", {

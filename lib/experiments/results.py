@@ -51,14 +51,23 @@ def compact(run: str | Path, dest: str | Path, *, keep_steps: int = 16, every: i
         values = samples[:, 0] if samples.dim() == 6 else samples
         compacted[f"{key}_epochs"] = epochs[idx].clone()
         compacted[key] = values[idx, :, :, -keep_steps:].to(torch.float16).clone()
-        if f"{key}_drift" in orbits:
-            compacted[f"{key}_drift"] = orbits[f"{key}_drift"][idx].float().clone()
+        if f"{key}_drift" in orbits:  # at the kept epochs that have one
+            # runs saved before drift_epochs existed measured drift on the latest records
+            d_ep = orbits.get(f"{key}_drift_epochs",
+                              epochs[len(epochs) - len(orbits[f"{key}_drift"]):]).tolist()
+            keep = [d_ep.index(e) for e in epochs[idx].tolist() if e in d_ep]
+            compacted[f"{key}_drift_epochs"] = torch.tensor([d_ep[k] for k in keep])
+            compacted[f"{key}_drift"] = orbits[f"{key}_drift"][keep].float().clone()
         if f"{key}_lyapunov" in orbits:
             compacted[f"{key}_lyapunov_epochs"] = epochs.clone()
             compacted[f"{key}_lyapunov"] = orbits[f"{key}_lyapunov"].float().clone()
     save_checkpoint(dest / "orbits.pt", compacted)
     write_json(dest / "history.json", data["history"])
     info = dict(data["run"])
+    h = data["history"]
+    # over every invocation of a resumed run (wall_seconds is the last invocation's)
+    info["train_record_seconds"] = float(sum(h.get("epoch_seconds", [])) + sum(
+        h.get("record_seconds", [])) + sum(h.get("record_seconds_initial", [])))
     info["compaction"] = (
         f"orbits: the outputs (not their first differences) of the last {keep_steps} steps "
         f"of every orbit, at every {every}-th recorded epoch and the last, in float16; "
@@ -131,10 +140,10 @@ def provenance(run: Mapping[str, Any]) -> str:
     """One line naming where a saved run comes from (for the label beside its figure)."""
     commit = str(run.get("commit", "unknown"))
     short = commit[:10] + (" (uncommitted changes)" if commit.endswith("-dirty") else "")
-    minutes = float(run.get("wall_seconds", float("nan"))) / 60
+    seconds = run.get("train_record_seconds", run.get("wall_seconds", float("nan")))
     return (f"saved run: `python -m lib.experiments {run.get('experiment', '?')}`, commit "
             f"{short}, {run.get('device', '?')}, torch {run.get('torch', '?')}, "
-            f"{minutes:.1f} min")
+            f"{float(seconds) / 60:.1f} min of training and recording")
 
 
 def config_of(module, run: Mapping[str, Any]):
