@@ -13,7 +13,9 @@ truncated BPTT) for one epoch, interleaved, medians over repeats, CPU seconds of
 It prints tokens per second and the ratios lib / plain and lib / former (target for both:
 0.95 or more). ``--paper`` instead times a few windows at the paper's scale (800 embedding
 and hidden units, the full WikiText-2 vocabulary of 33,278 words, batch 100, BPTT 70) and
-prints CPU tokens per second and the time of one epoch of the 2,088,628 training tokens.
+prints CPU tokens per second and the time of one epoch of the 2,088,628 training tokens
+(``--save`` also writes them to ``results/lm_paper_scale_cpu.json``, which the
+language-model chapter quotes).
 
 Run: ``.venv/bin/python benchmarks/bench_lm_loop.py`` (``--quick``: a smaller problem).
 """
@@ -106,6 +108,15 @@ def paper_scale() -> None:
     print(f"paper scale (V={V}, E=H={E}, batch {B}, BPTT {L}), {WINDOWS} windows, 1 thread: "
           f"{tps:,.0f} tokens/s; one epoch of 2,088,628 training tokens: "
           f"{2_088_628 / tps / 3600:.1f} h of CPU time")
+    if "--save" in sys.argv:  # the chapter quotes it: results/lm_paper_scale_cpu.json
+        from lib.experiments._run import ROOT, device_name, git_commit, write_json
+
+        (ROOT / "results").mkdir(exist_ok=True)
+        write_json(ROOT / "results" / "lm_paper_scale_cpu.json", {
+            "tokens_per_second": tps, "epoch_cpu_hours": 2_088_628 / tps / 3600,
+            "windows": WINDOWS, "config": {"V": V, "E": E, "H": H, "batch": B, "bptt": L},
+            "commit": git_commit(), "device": device_name("cpu"), "torch": torch.__version__,
+            "command": "python benchmarks/bench_lm_loop.py --paper --save"})
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ def orbit_diagram(
         )
     v = v.reshape(p.shape[0], -1)
     xs = np.repeat(p, v.shape[1])
-    ax.scatter(xs, v.reshape(-1), s=size, c=color, alpha=alpha, linewidths=0, rasterized=True)
+    ax.scatter(xs, v.reshape(-1), s=size, color=color, alpha=alpha, linewidths=0, rasterized=True)
     if xlabel:
         ax.set_xlabel(xlabel)
     if ylabel:

@@ -153,7 +153,8 @@ def test_symbol_classification_tiny_run(tmp_path, model, capsys):
     assert len(run["history"]["val_accuracy"]) == 2
     assert run["history"]["train_items"] == [40, 40]
     orbits = run["orbits"]
-    assert set(orbits) == {"orbits", "orbits_epochs", "orbits_lyapunov", "orbits_drift"}
+    assert set(orbits) == {"orbits", "orbits_epochs", "orbits_lyapunov", "orbits_drift",
+                           "orbits_drift_epochs"}
     assert orbits["orbits_drift"].shape == orbits["orbits"].shape[:1] + orbits["orbits"].shape[2:4]
     assert orbits["orbits_epochs"].tolist() == [0, 1, 2]
     assert orbits["orbits"].shape == (3, 2, 6, 2, 8, 4)  # epochs, (y, Δy), inputs, states, steps, classes
@@ -414,3 +415,25 @@ def test_a_locked_output_folder_is_refused(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
     assert not (out / "checkpoint.pt").exists()
     assert main(["symbol-classification", "--out", str(out), *TINY]) == 0  # free again
+
+
+def test_fewer_epochs_than_done_is_refused_and_argv_is_recorded(tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["symbol-classification", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["argv"] == ["python", "-m", "lib.experiments", *argv]
+    fewer = list(argv)
+    fewer[fewer.index("--epochs") + 1] = "1"
+    with pytest.raises(SystemExit) as err:
+        main(fewer)
+    assert err.value.code == 2 and "argument --epochs" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text()) == info  # untouched
+
+
+def test_language_model_refuses_the_synthetic_fallback_unless_asked():
+    cfg = dataclasses.replace(language_model.PAPER, allow_synthetic=False)
+    corpus = C.synthetic_corpus(n_train=2000, n_valid=500, n_test=500, n_words=100)
+    with pytest.raises(ConfigError, match="synthetic") as err:
+        language_model.run(cfg, None, corpus=corpus)
+    assert err.value.field == "data"

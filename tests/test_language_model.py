@@ -407,7 +407,8 @@ def test_command_line_reduced_run(tmp_path):
     assert set(info) >= {"commit", "device", "wall_seconds", "torch", "epochs_run"}
     orbits = run["orbits"]
     assert set(orbits) == {"constant", "constant_epochs", "feedback", "feedback_epochs",
-                           "feedback_lyapunov", "constant_drift", "feedback_drift"}
+                           "feedback_lyapunov", "constant_drift", "feedback_drift",
+                           "constant_drift_epochs", "feedback_drift_epochs"}
     # n_burn 5 >= n_keep 3: the burn-in's convergence is measured, (records, inputs, states)
     assert orbits["constant_drift"].shape == orbits["constant"].shape[:3]
     assert bool((orbits["feedback_drift"] >= 0).all())
@@ -496,7 +497,8 @@ def test_language_model_resume(tmp_path):
         assert ha[key] == hb[key], key
     oa, ob = a["orbits"], b["orbits"]
     assert set(oa) == set(ob) == {"constant", "constant_epochs", "feedback", "feedback_epochs",
-                                  "feedback_lyapunov", "constant_drift", "feedback_drift"}
+                                  "feedback_lyapunov", "constant_drift", "feedback_drift",
+                           "constant_drift_epochs", "feedback_drift_epochs"}
     assert oa["constant_epochs"].tolist() == list(range(1, epochs + 1))
     for key in oa:
         assert torch.equal(oa[key], ob[key]), key

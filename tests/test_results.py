@@ -46,7 +46,7 @@ def check_run_schema(folder: Path, module) -> dict:
         lam = orb["orbits_lyapunov"]
         assert lam.shape[0] == len(orb["orbits_lyapunov_epochs"]) >= E
         assert bool(torch.isfinite(lam).all())
-    assert provenance(run).startswith("saved run: `python -m lib.experiments")
+    assert provenance(run).startswith(f"saved run ({module.NAME} {cfg.model})")
     return data
 
 

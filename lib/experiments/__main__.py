@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import EXPERIMENTS
-from ._run import ConfigError, add_config_arguments, config_from_args
+from ._run import ConfigError, add_config_arguments, config_from_args, write_json
 from .sweep import sweep
 
 
@@ -16,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m lib.experiments",
         description="Run one of the paper's experiments (defaults: the authors' configuration).")
     sub = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    parser.subparsers = {}
     for name, module in EXPERIMENTS.items():
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__.split("\n\n")[0])
+        p = parser.subparsers[name] = sub.add_parser(name, help=module.HELP, description=module.__doc__.split("\n\n")[0])
         add_config_arguments(p, module.Config, module.CHOICES)
         p.add_argument("--out", required=True, help="output folder (resumed if it holds a "
                                                     "checkpoint of the same run)")
@@ -27,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="a sweep: one run per seed in OUT/seed_<s> (resumable)")
         p.add_argument("--sweep-field", default="seed",
-                       help="sweep: the config field the seeds go to (seed or weight_seed)")
+                       help="sweep: the config field the seeds go to: seed (data and weights), "
+                            "or weight_seed (symbol-classification only: other initial "
+                            "weights, the same data)")
         p.add_argument("--workers", type=int, default=2, help="sweep: runs at a time")
         p.add_argument("--executor", default="local", choices=("local", "slurm", "inline"),
                        help="sweep: submitit's local executor, Slurm, or this process")
@@ -41,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = EXPERIMENTS[args.experiment]
+    sub = parser.subparsers[args.experiment]  # errors show the subcommand's usage
     kwargs = {"device": args.device, "progress": not args.no_progress,
               "resume": not args.no_resume}
     if getattr(args, "data", None) is not None:
         kwargs["data"] = args.data
     if args.seeds is not None and args.experiment == "language-model":
-        parser.error("argument --seeds: sweeps are for symbol-classification and sine")
+        sub.error("argument --seeds: sweeps are for symbol-classification and sine")
     try:
         cfg = config_from_args(module.PAPER, args)
         if args.seeds is not None:
@@ -56,11 +61,16 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"out": args.out, "seeds": sorted(summaries)}))
             return 0
         result = module.run(cfg, args.out, **kwargs)
+        info_path = Path(args.out) / "run.json"  # the command that made the run
+        info = json.loads(info_path.read_text())
+        info["argv"] = ["python", "-m", "lib.experiments",
+                        *(sys.argv[1:] if argv is None else argv)]
+        write_json(info_path, info)
     except ConfigError as exc:
-        option = "out" if exc.field == "out" else exc.field.replace("_", "-")
-        parser.error(f"argument --{option}: {str(exc).split(': ', 1)[1]}")
+        option = exc.field.replace("_", "-")
+        sub.error(f"argument --{option}: {str(exc).split(': ', 1)[1]}")
     except FileNotFoundError as exc:
-        parser.error(f"argument --data: {exc}" if getattr(args, "data", None) else str(exc))
+        sub.error(f"argument --data: {exc}" if getattr(args, "data", None) else str(exc))
     print(json.dumps({"out": str(result.out), **{k: v for k, v in result.summary.items()
                                                   if isinstance(v, (int, float, str))}}))
     return 0

@@ -205,10 +205,10 @@ def differences(paper: Any, live: Any) -> list[tuple[str, Any, Any]]:
 
 def differences_table(paper: Any, live: Any, *, live_name: str = "this page") -> str:
     """A Markdown table of :func:`differences`: field, the authors' value, ``live``'s value."""
-    def fmt(v):
+    def fmt(v):  # as code, so that "<unk>" and the like print as they are
         if isinstance(v, list):
-            return ", ".join(str(x) for x in v)
-        return f"{v:g}" if isinstance(v, float) else str(v)
+            return ", ".join(f"`{x}`" for x in v)
+        return f"`{v:g}`" if isinstance(v, float) else f"`{v}`"
 
     rows = [f"| `{k}` | {fmt(a)} | {fmt(b)} |" for k, a, b in differences(paper, live)]
     head = f"| field | the authors' configuration | {live_name} |\n|---|---|---|"
@@ -346,9 +346,12 @@ def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
         ckpt = folder / "checkpoint.pt"
         if resume and ckpt.exists():
             try:
-                load_checkpoint(ckpt, expected=identity(cfg))
+                done = load_checkpoint(ckpt, expected=identity(cfg))["epoch"]
             except CheckpointError as exc:
                 raise ConfigError("out", f"{exc}; choose another folder or --no-resume") from exc
+            if done > cfg.epochs:
+                raise ConfigError("epochs", f"{str(folder)!r} already holds {done} epochs of this "
+                                            f"run; ask for at least {done} (or another folder)")
     seed_everything(cfg.seed if seed is None else seed)
     if flush_denormals and dev.type == "cpu":
         torch.set_flush_denormal(True)

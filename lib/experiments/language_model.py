@@ -78,6 +78,7 @@ class Config:
     n_keep: int = 100
     lyap_steps: int = 500
     missing_train: str = "valid-as-train"
+    allow_synthetic: bool = False  # train on the synthetic fallback corpus if no WikiText-2
     seed: int = 0
 
     def validate(self) -> None:
@@ -106,7 +107,7 @@ CPU = replace(
     loss_reduction="mean", stable_rule="project", max_words=2000, train_tokens=48_000,
     eval_tokens=8_000, n_burn=200, n_keep=30, lyap_steps=100, orthogonal_lr_factor=0.1,
     modrelu_bias=-0.1, orbit_at_start=True, n_random_inputs=0, projection="hidden_mean",
-    orbit_shared_init=True, orbit_tokens=("is", "<unk>"))  # "Valkyria" is only in train.txt
+    orbit_shared_init=True, orbit_tokens=("is", "<unk>"), allow_synthetic=True)  # "Valkyria" is only in train.txt
 
 
 def parameter_groups(lm: models.LanguageModel, lr: float,
@@ -183,6 +184,10 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
     folder = _run.prepare(cfg, out, device=device, resume=resume)
     if corpus is None:
         corpus = corpus_mod.load_wikitext2(data, missing_train=cfg.missing_train)
+    if corpus.source.startswith("synthetic") and not cfg.allow_synthetic:
+        raise _run.ConfigError("data", "no WikiText-2 corpus was found (give its folder with "
+                                       "--data or $RNN_BOOK_DATA); to train on the small "
+                                       "synthetic stand-in instead, pass --allow-synthetic true")
     corpus, (train, valid, test) = _prepare_data(cfg, corpus, device)
     d = corpus.dictionary
     V = len(d)

@@ -141,9 +141,11 @@ def provenance(run: Mapping[str, Any]) -> str:
     commit = str(run.get("commit", "unknown"))
     short = commit[:10] + (" (uncommitted changes)" if commit.endswith("-dirty") else "")
     seconds = run.get("train_record_seconds", run.get("wall_seconds", float("nan")))
-    return (f"saved run: `python -m lib.experiments {run.get('experiment', '?')}`, commit "
-            f"{short}, {run.get('device', '?')}, torch {run.get('torch', '?')}, "
-            f"{float(seconds) / 60:.1f} min of training and recording")
+    cfg = run.get("config", {})
+    what = f"{run.get('experiment', '?')} {cfg.get('model', '')}".strip()
+    return (f"saved run ({what}): commit {short}, {run.get('device', '?')}, "
+            f"torch {run.get('torch', '?')}, {float(seconds) / 60:.1f} min of training "
+            "and recording")
 
 
 def config_of(module, run: Mapping[str, Any]):
