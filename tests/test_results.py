@@ -13,7 +13,7 @@ import torch
 from lib.experiments import sine, symbol_classification as sc
 from lib.experiments.__main__ import main
 from lib.experiments.results import (CLASSES, RESULTS, classify_run, compact, compact_sweep,
-                                     config_of, load_result, provenance)
+                                     config_of, load_result, provenance, relapses)
 
 REQUIRED = {"model", "epochs", "hidden", "seq_len", "n_sequences", "batch_size", "lr", "clip",
             "loss_reduction", "seed", "stable_rule"}
@@ -82,14 +82,19 @@ def test_sweep_compaction_schema(tmp_path):
 def test_classify_run_rule():
     jump = {"train_accuracy": [0.3] * 10 + [0.95] * 5, "val_accuracy": [0.25] * 10 + [0.95] * 5}
     slow = {"train_accuracy": [0.3 + 0.05 * i for i in range(15)],
-            "val_accuracy": [0.3 + 0.03 * i for i in range(15)]}
+            "val_accuracy": [0.3 + 0.03 * i for i in range(15)]}  # val never reaches 0.9
     fail = {"train_accuracy": [0.3] * 15, "val_accuracy": [0.3] * 15}
     creep = {"train_accuracy": [0.4 + 0.02 * i for i in range(30)],
              "val_accuracy": [0.4 + 0.02 * i for i in range(30)]}  # to 0.98, slowly
     assert classify_run(jump) == "abrupt generalisation"
     assert classify_run(slow) == "slow memorisation"
     assert classify_run(fail) == "failure"
-    assert classify_run(creep) == "slow memorisation"
+    assert classify_run(creep) == "gradual generalisation"
+    memorise = {"train_accuracy": [0.3] * 10 + [0.95] * 5, "val_accuracy": [0.3] * 15}
+    assert classify_run(memorise) == "slow memorisation"
+    assert relapses({"val_accuracy": [0.3, 0.95, 0.4, 0.95]})
+    assert not relapses({"val_accuracy": [0.3, 0.95, 0.6, 0.95]})
+    assert not relapses({"val_accuracy": [0.3, 0.4]})
     with pytest.raises(ValueError):
         classify_run({"train_accuracy": [0.1], "val_accuracy": []})
 

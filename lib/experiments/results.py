@@ -27,7 +27,7 @@ from ..training import save_checkpoint
 from ._run import ROOT, load_run, write_json
 
 RESULTS = ROOT / "results"
-CLASSES = ("abrupt generalisation", "slow memorisation", "failure")
+CLASSES = ("abrupt generalisation", "gradual generalisation", "slow memorisation", "failure")
 
 
 def compact(run: str | Path, dest: str | Path, *, keep_steps: int = 16, every: int = 1) -> Path:
@@ -80,10 +80,12 @@ def classify_run(history: Mapping[str, Sequence[float]], *, level: float = 0.9,
                  jump_epochs: int = 20) -> str:
     """The class of a symbol-classification run, by this rule (stated in the chapter):
 
-    * ``"abrupt generalisation"``: the validation accuracy reaches ``level`` and it rose
-      from below 0.5 to ``level`` within ``jump_epochs`` epochs;
-    * ``"slow memorisation"``: the training accuracy reaches ``level`` but not this way
-      (the validation accuracy stays below ``level``, or it climbs there slowly);
+    * ``"abrupt generalisation"``: the validation accuracy reaches ``level``, and the last
+      epoch before that with validation accuracy below 0.5 is at most ``jump_epochs``
+      epochs earlier;
+    * ``"gradual generalisation"``: the validation accuracy reaches ``level`` more slowly;
+    * ``"slow memorisation"``: the training accuracy reaches ``level``, the validation
+      accuracy never does;
     * ``"failure"``: the training accuracy never reaches ``level``.
     """
     tr, va = list(history["train_accuracy"]), list(history["val_accuracy"])
@@ -92,11 +94,17 @@ def classify_run(history: Mapping[str, Sequence[float]], *, level: float = 0.9,
     if max(va) >= level:
         first = next(i for i, a in enumerate(va) if a >= level)
         below = [i for i in range(first) if va[i] < 0.5]
-        if below and first - below[-1] <= jump_epochs:
-            return CLASSES[0]
+        return CLASSES[0] if below and first - below[-1] <= jump_epochs else CLASSES[1]
     if max(tr) >= level:
-        return CLASSES[1]
-    return CLASSES[2]
+        return CLASSES[2]
+    return CLASSES[3]
+
+
+def relapses(history: Mapping[str, Sequence[float]], *, level: float = 0.9) -> bool:
+    """Whether the validation accuracy falls below 0.5 again after first reaching ``level``."""
+    va = list(history["val_accuracy"])
+    hit = [i for i, a in enumerate(va) if a >= level]
+    return bool(hit) and min(va[hit[0]:]) < 0.5
 
 
 def compact_sweep(sweep: str | Path, dest: str | Path) -> Path:
@@ -116,6 +124,7 @@ def compact_sweep(sweep: str | Path, dest: str | Path) -> Path:
             "lyapunov_max": o["orbits_lyapunov"].flatten(1).amax(1).tolist()
             if "orbits_lyapunov" in o else [],
             "class": classify_run(h),
+            "relapses": relapses(h),
             "wall_seconds": data["run"]["wall_seconds"],
             "commit": data["run"]["commit"], "device": data["run"]["device"],
             "torch": data["run"]["torch"],
