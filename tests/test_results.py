@@ -102,10 +102,46 @@ def test_classify_run_rule():
 SAVED = sorted(p for p in RESULTS.glob("*") if (p / "run.json").is_file()) if RESULTS.is_dir() else []
 
 
-@pytest.mark.parametrize("folder", SAVED, ids=[p.name for p in SAVED])
+def _experiment(folder):
+    return json.loads((folder / "run.json").read_text())["experiment"]
+
+
+SEQ = [p for p in SAVED if _experiment(p) != "language-model"]
+LM_SAVED = [p for p in SAVED if _experiment(p) == "language-model"]
+
+
+@pytest.mark.parametrize("folder", LM_SAVED, ids=[p.name for p in LM_SAVED])
+def test_saved_language_model_results(folder):
+    """The mid-scale language-model runs: schema, provenance, the declared departures only."""
+    from lib.experiments import language_model as lm
+
+    data = load_result(folder.name, root=folder.parent)
+    run, orb = data["run"], data["orbits"]
+    cfg = config_of(lm, run)
+    assert REQUIRED - {"hidden", "seq_len", "n_sequences", "stable_rule"} <= set(run["config"])
+    assert len(run["commit"].split("-")[0]) == 40 and run["torch"] and run["wall_seconds"] > 0
+    assert data["history"]["epoch"] == list(range(1, cfg.epochs + 1))
+    P = cfg.n_random_inputs + len(cfg.orbit_inputs)
+    for mode in ("constant", "feedback"):
+        E = len(orb[f"{mode}_epochs"])
+        assert orb[mode].shape == (E, P, cfg.n_init, cfg.n_keep, 1 + len(cfg.orbit_tokens))
+        assert orb[f"{mode}_drift"].shape == (len(orb[f"{mode}_drift_epochs"]), P, cfg.n_init)
+    assert orb["feedback_lyapunov"].shape[1:] == (P, cfg.n_init)
+    assert bool(torch.isfinite(orb["feedback_lyapunov"]).all())
+    assert 1 < run["summary"]["test_perplexity"] < run["summary"]["vocabulary"]
+    paper = json.loads(json.dumps(dataclasses.asdict(lm.PAPER)))
+    allowed = {"model", "n_embed", "n_hidden", "max_words", "batch_size", "eval_tokens",
+               "epochs", "orbit_tokens"}
+    assert {k for k in paper if paper[k] != run["config"].get(k, paper[k])} <= allowed
+    census = json.loads((folder / "fixed_points.json").read_text()) if (
+        folder / "fixed_points.json").is_file() else []
+    for row in census:
+        assert row["n_stable"] <= row["n_fixed_points"] == len(row["spectral_radius"])
+
+
+@pytest.mark.parametrize("folder", SEQ, ids=[p.name for p in SEQ])
 def test_saved_results_schema_and_faithfulness(folder):
-    module = {"symbol-classification": sc, "sine": sine}[
-        json.loads((folder / "run.json").read_text())["experiment"]]
+    module = {"symbol-classification": sc, "sine": sine}[_experiment(folder)]
     data = check_run_schema(folder, module)
     cfg = data["run"]["config"]
     # faithful first: the saved runs differ from the authors' configuration only in the
