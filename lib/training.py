@@ -209,6 +209,10 @@ class CheckpointError(ValueError):
 _MAGIC = b"RNNBOOK-CKPT-1\n"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder,
     flushed to disk (fsync), then renamed over ``path``. A process killed while writing
@@ -221,6 +225,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 -> what open() would have made
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

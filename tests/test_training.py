@@ -746,3 +746,17 @@ def test_orbit_drift_measures_the_burn_in():
     rec(model, 0)
     rec(model, 1)
     assert rec.drift.shape == (2, 2, 3)
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    """Files written atomically get what open() would give them (umask), not mkstemp's 0600."""
+    import os
+
+    from lib.training import atomic_write
+
+    umask = os.umask(0)
+    os.umask(umask)
+    atomic_write(tmp_path / "f.bin", b"data")
+    assert (tmp_path / "f.bin").read_bytes() == b"data"
+    assert os.stat(tmp_path / "f.bin").st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary left
