@@ -437,3 +437,14 @@ def test_language_model_refuses_the_synthetic_fallback_unless_asked():
     with pytest.raises(ConfigError, match="synthetic") as err:
         language_model.run(cfg, None, corpus=corpus)
     assert err.value.field == "data"
+
+
+def test_every_option_says_what_it_means():
+    """--help describes every config field, not just its default."""
+    from lib.experiments._run import FIELD_HELP
+
+    for module in (symbol_classification, sine, language_model):
+        for f in dataclasses.fields(module.Config):
+            assert FIELD_HELP.get(f.name), f.name
+    text = build_parser()._subparsers._group_actions[0].choices["sine"].format_help()
+    assert "gradient-norm clip" in text and "default: 0.25" in text

@@ -231,14 +231,55 @@ def _cli_type(hint) -> tuple[Callable, str | None]:
     return hint, None
 
 
+FIELD_HELP = {  # what each config field means, for --help
+    "model": "recurrent layer", "epochs": "number of epochs", "hidden": "hidden units",
+    "seq_len": "sequence length (steps)", "n_sequences": "training sequences",
+    "n_val": "validation sequences", "batch_size": "sequences (streams) per batch",
+    "lr": "Adam's learning rate", "clip": "gradient-norm clip",
+    "loss_reduction": "sum (the authors') or mean over the batch before clipping",
+    "milestones": "MultiStepLR milestones (epochs)", "gamma": "MultiStepLR decay factor",
+    "shuffle": "reshuffle the batches every epoch (true/false; the authors: false)",
+    "stable_rule": "stable LSTM: rescale every column to its bound (the authors') or "
+                   "project the columns above it",
+    "orbit_every": "record the orbits every k epochs",
+    "orbit_init": "initial states per constant input", "orbit_std": "their standard deviation",
+    "orbit_steps": "steps per orbit", "orbit_transient": "steps dropped (burn-in)",
+    "orbit_shared_init": "the same initial states under every input (true/false)",
+    "orbit_at_start": "also record the untrained model (true/false)",
+    "lyapunov_init": "initial states for lambda_1 per input (0: no lambda_1)",
+    "lyapunov_std": "their standard deviation", "lyapunov_steps": "QR steps averaged",
+    "lyapunov_transient": "steps before averaging", "seed": "seed of data and weights",
+    "weight_seed": "seed of the initial weights and batch order ('none': --seed)",
+    "windows": "the two windows A1 B1 A2 B2 where the symbols sit",
+    "orbit_inputs": "constant inputs of the orbits (sine: their number; LM: words)",
+    "n_embed": "embedding size", "n_hidden": "hidden units", "dropout": "dropout probability",
+    "bptt": "truncated-BPTT window (steps)", "eval_batch_size": "streams when evaluating",
+    "patience": "ReduceLROnPlateau patience (epochs)", "factor": "ReduceLROnPlateau factor",
+    "orthogonal_lr_factor": "oRNN: learning rate of W relative to lr",
+    "modrelu_bias": "oRNN: initial modReLU bias ('none': the layer's own)",
+    "max_words": "vocabulary cap ('none': all words)",
+    "train_tokens": "use the first tokens of the training split only",
+    "eval_tokens": "use the first tokens of the evaluation splits only",
+    "n_random_inputs": "seeded random words among the constant inputs",
+    "orbit_tokens": "words whose logits are projected", "projection":
+    "decoder_mean (the authors': mean decoder output and logits) or hidden_mean",
+    "n_init": "initial states per orbit input", "std": "their standard deviation",
+    "n_burn": "burn-in steps", "n_keep": "steps kept after the burn-in",
+    "lyap_steps": "QR steps averaged for lambda_1 of the feedback map",
+    "missing_train": "without train.txt: error, or train on valid.txt",
+    "allow_synthetic": "train on the synthetic corpus when no WikiText-2 is found",
+}
+
+
 def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequence] = {}) -> None:
     """One option ``--field-name`` per field of ``config_cls``, default: the field's."""
     hints = typing.get_type_hints(config_cls)
     for f in fields(config_cls):
         typ, nargs = _cli_type(hints[f.name])
         default = f.default
+        what = FIELD_HELP.get(f.name, "")
         kw: dict[str, Any] = {"dest": f.name, "default": None,
-                              "help": f"default: {default!r}"}
+                              "help": f"{what}{'; ' if what else ''}default: {default!r}"}
         if nargs:
             kw["nargs"] = nargs
         if f.name in choices:
