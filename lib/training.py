@@ -58,7 +58,6 @@ __all__ = [
     "TrainResult",
     "OrbitRecorder",
     "orbit_sampler",
-    "constant_input_orbits",
     "lyapunov_sampler",
     "feedback_map",
     "save_checkpoint",
@@ -427,11 +426,6 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
 
     sample.last_drift = None
     return sample
-
-
-def constant_input_orbits(inputs: Tensor, **kwargs) -> Callable[[nn.Module], Tensor]:
-    """:func:`orbit_sampler` under constant inputs (``feedback=False``); same arguments."""
-    return orbit_sampler(inputs, feedback=False, **kwargs)
 
 
 def feedback_map(model: nn.Module, dtype: torch.dtype = torch.float64) -> Callable[[Tensor], Tensor]:

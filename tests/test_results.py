@@ -73,6 +73,8 @@ def test_sweep_compaction_schema(tmp_path):
                  "--sweep-field", "weight_seed", "--executor", "inline", *TINY]) == 0
     dest = compact_sweep(out, tmp_path / "results" / "sweep")
     sweep = load_result("sweep", root=dest.parent)["sweep"]
+    info = json.loads((dest / "run.json").read_text())
+    assert info["seeds"] == [0, 1] and info["config"] == sweep["config"] and info["commits"]
     assert sweep["config"]["sweep_field"] == "weight_seed" and sorted(sweep["runs"]) == ["0", "1"]
     for r in sweep["runs"].values():
         assert r["class"] in CLASSES and len(r["val_accuracy"]) == 3
@@ -106,7 +108,21 @@ def _experiment(folder):
     return json.loads((folder / "run.json").read_text())["experiment"]
 
 
-SEQ = [p for p in SAVED if _experiment(p) != "language-model"]
+SWEEPS = [p for p in SAVED if (p / "sweep.json").is_file()]
+SEQ = [p for p in SAVED if _experiment(p) != "language-model" and p not in SWEEPS]
+
+
+@pytest.mark.parametrize("folder", SWEEPS, ids=[p.name for p in SWEEPS])
+def test_saved_sweep_provenance(folder):
+    run = json.loads((folder / "run.json").read_text())
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert run["sweep"] is True and run["experiment"] == sweep["experiment"]
+    assert sorted(run["seeds"]) == sorted(int(k) for k in sweep["runs"])
+    assert run["commits"] == sorted({r["commit"] for r in sweep["runs"].values()})
+    assert all(len(c.split("-")[0]) == 40 for c in run["commits"])
+    assert run["device"] and run["torch"] and run["train_record_seconds"] > 0
+    assert run["train_record_seconds"] == pytest.approx(
+        sum(r["train_record_seconds"] for r in sweep["runs"].values()))
 LM_SAVED = [p for p in SAVED if _experiment(p) == "language-model"]
 
 

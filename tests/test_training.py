@@ -17,7 +17,7 @@ from lib.models import (ExpRNN, LSTM, STABLE_LSTM_BOUNDS, STABLE_RULES, Language
                         apply_constraints, make_rnn, stable_lstm_projection_)
 from lib.tasks import symbol_classification
 from lib.training import (Batches, BPTTWindows, CheckpointError, OrbitRecorder, TruncatedBPTT,
-                          accuracy, constant_input_orbits, evaluate, load_checkpoint,
+                          accuracy, evaluate, load_checkpoint,
                           lyapunov_sampler, orbit_sampler, save_checkpoint, train)
 
 WINDOWS = ((2, 6), (12, 16))
@@ -410,7 +410,7 @@ def test_loss_reduction_sum_and_mean_give_the_same_history():
 def test_orbit_sampler_shapes_and_batching():
     m = classifier("lstm")
     inputs = torch.eye(6)
-    sample = constant_input_orbits(inputs, n_init=3, std=100.0, n_steps=30, n_transient=10)
+    sample = orbit_sampler(inputs, n_init=3, std=100.0, n_steps=30, n_transient=10)
     s = sample(m)
     assert s.shape == (2, 6, 3, 20, 4)
     torch.testing.assert_close(s[1, :, :, 1:], s[0, :, :, 1:] - s[0, :, :, :-1])
@@ -427,15 +427,15 @@ def test_orbit_sampler_shapes_and_batching():
     assert torch.equal(plain, s[0])
     assert m.training  # the sampler runs in eval mode and restores the mode
     with pytest.raises(ValueError, match="n_transient"):
-        constant_input_orbits(inputs, n_steps=10, n_transient=10)
+        orbit_sampler(inputs, n_steps=10, n_transient=10)
     with pytest.raises(ValueError, match="n_transient"):
-        constant_input_orbits(inputs, n_steps=10, n_transient=0)  # differences need one step
+        orbit_sampler(inputs, n_steps=10, n_transient=0)  # differences need one step
     with pytest.raises(ValueError, match="inputs"):
-        constant_input_orbits(torch.ones(6))(m)  # not (P, Nu): refused by input_vectors
+        orbit_sampler(torch.ones(6))(m)  # not (P, Nu): refused by input_vectors
     with pytest.raises(ValueError, match="inputs"):
-        constant_input_orbits(torch.ones(0, 6))
+        orbit_sampler(torch.ones(0, 6))
     with pytest.raises(ValueError, match="std"):
-        constant_input_orbits(inputs, std=-1.0)
+        orbit_sampler(inputs, std=-1.0)
     with pytest.raises(ValueError, match="feedback mode"):
         orbit_sampler(inputs, feedback=True, n_steps=5, n_transient=2)(m)
 
@@ -568,9 +568,9 @@ def test_lyapunov_sampler_matches_lib_dynamics():
 
 def test_orbit_recorder_epochs():
     u, y = small_problem()
-    rec = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=2, n_steps=12, n_transient=4),
+    rec = OrbitRecorder(orbit_sampler(torch.eye(6), n_init=2, n_steps=12, n_transient=4),
                         every=2, lyapunov=lyapunov_sampler(torch.eye(6), n_init=1, n_steps=5))
-    late = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=1, n_steps=6, n_transient=2),
+    late = OrbitRecorder(orbit_sampler(torch.eye(6), n_init=1, n_steps=6, n_transient=2),
                          every=3, at_start=False)
     res = train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 30), epochs=5,
                 recorders=[rec, late], progress=False)
@@ -602,7 +602,7 @@ def _run(tmp_path, name, epochs, *, model_name="lstm", fail_at=None, ckpt="ck.pt
         out = model.dropout(model(inputs))
         return loss_fn(out, targets), out, targets
 
-    rec = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=2, n_steps=10, n_transient=3))
+    rec = OrbitRecorder(orbit_sampler(torch.eye(6), n_init=2, n_steps=10, n_transient=3))
 
     def boom(epoch, history):
         if epoch == fail_at:
@@ -656,7 +656,7 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_checkpoint_size_does_not_grow_with_the_records(tmp_path):
     u, y = small_problem(n=40)
-    rec = OrbitRecorder(constant_input_orbits(torch.eye(6), n_init=4, n_steps=90, n_transient=10),
+    rec = OrbitRecorder(orbit_sampler(torch.eye(6), n_init=4, n_steps=90, n_transient=10),
                         lyapunov=lyapunov_sampler(torch.eye(6), n_init=1, n_steps=5))
     ckpt = tmp_path / "ck.pt"
     sizes = {}

@@ -18,6 +18,7 @@ Output folder of a run (``out``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -411,22 +412,17 @@ def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: 
     on ``out`` (``filelock``), and a second run on the same folder is refused with a
     :class:`ConfigError` naming ``out`` instead of mixing the two runs' files.
     """
-    if out is None:
+    lock = contextlib.nullcontext()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        try:  # held until the with-block ends
+            lock = FileLock(out / ".lock").acquire(timeout=0)
+        except Timeout:
+            raise ConfigError("out", f"{str(out)!r} is in use by another run (locked)") from None
+    with lock:
         return _train_and_save(cfg, out, model, experiment=experiment, recorders=recorders,
                                device=device, progress=progress, resume=resume,
                                summarize=summarize, **train_kwargs)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(out / ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError("out", f"{str(out)!r} is in use by another run (locked)") from None
-    try:
-        return _train_and_save(cfg, out, model, experiment=experiment, recorders=recorders,
-                               device=device, progress=progress, resume=resume,
-                               summarize=summarize, **train_kwargs)
-    finally:
-        lock.release()
 
 
 def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress, resume,

@@ -12,7 +12,8 @@ book's figures need, and says how in ``run.json`` (key ``compaction``):
   orbit at every ``every``-th recorded epoch, in float16.
 
 :func:`compact_sweep` turns a seed sweep into one ``sweep.json`` (configuration, and per
-seed the accuracy histories, λ_1 per recorded epoch and the class of :func:`classify_run`).
+seed the accuracy histories, λ_1 per recorded epoch and the class of :func:`classify_run`)
+and a ``run.json`` with the sweep's provenance (commits, device, torch, summed times).
 """
 
 from __future__ import annotations
@@ -126,12 +127,22 @@ def compact_sweep(sweep: str | Path, dest: str | Path) -> Path:
             "class": classify_run(h),
             "relapses": relapses(h),
             "wall_seconds": data["run"]["wall_seconds"],
+            "train_record_seconds": float(sum(h["epoch_seconds"]) + sum(h["record_seconds"])),
             "commit": data["run"]["commit"], "device": data["run"]["device"],
             "torch": data["run"]["torch"],
         }
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     write_json(dest / "sweep.json", {**meta, "runs": runs})
+    first = load_run(sweep / f"seed_{next(iter(runs))}")["run"] if runs else {}
+    write_json(dest / "run.json", {  # the sweep's provenance, as for a single run
+        "experiment": meta["experiment"], "sweep": True, "config": meta["config"],
+        "seeds": [int(k) for k in runs], "commits": sorted({r["commit"] for r in runs.values()}),
+        "device": first.get("device"), "torch": first.get("torch"),
+        "train_record_seconds": sum(r["train_record_seconds"] for r in runs.values()),
+        "wall_seconds": sum(r["wall_seconds"] for r in runs.values()),
+        "compaction": "per seed: accuracy and loss histories, the largest lambda_1 per "
+                      "recorded epoch, the class of classify_run and whether it relapses"})
     return dest
 
 
