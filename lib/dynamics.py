@@ -161,12 +161,18 @@ def lyapunov_blocks(
     n_transient: int = 0,
     n_blocks: int = 1,
     n_exponents: int | None = None,
+    on_state: Callable[[Tensor], None] | None = None,
 ) -> Tensor:
     """Lyapunov exponents over ``n_blocks`` consecutive blocks of the orbit.
 
     Returns shape ``(n_blocks, ..., k)`` (unsorted, in the order of the QR columns, which is
     descending for a well-converged run). ``n_steps`` must be divisible by ``n_blocks``.
     The spread over blocks (or over initial states) is an error estimate.
+
+    ``on_state`` (optional) is called with every state the orbit visits after ``x0``,
+    ``x_1, ..., x_{n_transient + n_steps}`` (detached, shape of ``x0``), so that one pass
+    yields both the orbit and its exponents (:func:`lib.training.orbit_sampler` uses it).
+    With ``k = 1`` the QR factorisation of the single column is its normalisation.
     """
     check_finite("x0", x0)
     check_min_ndim("x0", x0, 1)
@@ -179,10 +185,14 @@ def lyapunov_blocks(
     k = nx if n_exponents is None else check_positive_int("n_exponents", n_exponents)
     if k > nx:
         raise ValueError(f"n_exponents must be at most Nx = {nx}, got {k}")
+    if on_state is not None and not callable(on_state):
+        raise ValueError("on_state must be None or a callable taking the state (..., Nx)")
     x = x0.detach()
     with torch.no_grad():
         for _ in range(n_transient):
             x = step(x)
+            if on_state is not None:
+                on_state(x)
     eye = torch.eye(nx, k, dtype=x0.dtype, device=x0.device)
     Q = eye.expand(*x.shape[:-1], nx, k).clone()
     block_len = n_steps // n_blocks
@@ -193,9 +203,16 @@ def lyapunov_blocks(
             x_next, JQ = _tangent_map(step, x, Q)
             if t == 0:
                 _check_step_output(x, x_next)
-            Q, R = torch.linalg.qr(JQ)
-            sums = sums + torch.log(torch.diagonal(R, dim1=-2, dim2=-1).abs())
+            if k == 1:  # QR of one column: its norm and direction
+                r = torch.linalg.vector_norm(JQ, dim=-2)  # (..., 1)
+                Q = JQ / r.unsqueeze(-1)
+                sums = sums + torch.log(r)
+            else:
+                Q, R = torch.linalg.qr(JQ)
+                sums = sums + torch.log(torch.diagonal(R, dim1=-2, dim2=-1).abs())
             x = x_next
+            if on_state is not None:
+                on_state(x)
             if (t + 1) % block_len == 0:
                 blocks.append(sums / block_len)
                 sums = torch.zeros_like(sums)
@@ -237,15 +254,20 @@ def lyapunov_spectrum(
     return torch.sort(blocks[0], dim=-1, descending=True).values
 
 
-def largest_lyapunov(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0) -> Tensor:
+def largest_lyapunov(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0,
+                     on_state: Callable[[Tensor], None] | None = None) -> Tensor:
     """Largest Lyapunov exponent λ_1 of ``step`` from each initial state, nats per step.
 
     :func:`lyapunov_spectrum` with ``n_exponents=1`` (one tangent vector, renormalised
-    every step): ``x0`` is ``(..., Nx)``, the result ``(...)``. The one definition of λ_1
-    in ``lib``: :func:`lib.landscape.landscape_lyapunov` (over a grid of parameters) and
-    :func:`lib.training.lyapunov_sampler` (over training epochs) call it.
+    every step): ``x0`` is ``(..., Nx)``, the result ``(...)``. ``on_state`` sees every
+    state of the orbit (see :func:`lyapunov_blocks`). The one definition of λ_1 in
+    ``lib``: :func:`lib.landscape.landscape_lyapunov` (over a grid of parameters),
+    :func:`lib.training.lyapunov_sampler` and :func:`lib.training.orbit_sampler` (over
+    training epochs) call it.
     """
-    return lyapunov_spectrum(step, x0, n_steps, n_transient=n_transient, n_exponents=1)[..., 0]
+    blocks = lyapunov_blocks(step, x0, n_steps, n_transient=n_transient, n_blocks=1,
+                             n_exponents=1, on_state=on_state)
+    return blocks[0, ..., 0]
 
 
 class FixedPoints(NamedTuple):

@@ -393,7 +393,11 @@ class RecurrentModule(nn.Module):
 
     Subclasses define ``input_size``, ``hidden_size``, ``state_size`` and
     ``forward(u, state=None) -> (h, state_T)`` with ``u: (T, B, Nu)``, ``h: (T, B, H)``
-    (the hidden outputs h_1..h_T) and ``state_T: (B, Nx)``, plus ``step_map(u)``.
+    (the hidden outputs h_1..h_T) and ``state_T: (B, Nx)``, plus the state map in two
+    parts: ``input_drive(u)``, the input's additive term in the pre-activations, and
+    ``drive_map(drive)``, the map ``x -> f(x, u)`` given that term. ``step_map(u)`` composes
+    them. A caller that feeds back one of a few inputs (the language model's words) computes
+    every input's drive once and looks it up.
     """
 
     input_size: int
@@ -413,8 +417,20 @@ class RecurrentModule(nn.Module):
         """The part of the state that feeds the read-out."""
         return state[..., : self.hidden_size]
 
-    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+    def input_drive(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    def drive_map(self, drive: Tensor, *,
+                  dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        raise NotImplementedError  # pragma: no cover
+
+    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        """``x -> f(x, u)`` with this module's detached weights, in ``dtype``.
+
+        ``u`` has shape ``(..., Nu)`` and broadcasts against the states ``(..., Nx)``; it is
+        ``drive_map(input_drive(u))``.
+        """
+        return self.drive_map(self.input_drive(u, dtype=dtype), dtype=dtype)
 
 
 class TorchLSTM(RecurrentModule):
@@ -437,17 +453,24 @@ class TorchLSTM(RecurrentModule):
             out, (h, c) = self.lstm(u, (h0, c0))
         return out, torch.cat([h[0], c[0]], dim=-1)
 
-    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
-        """``x -> f(x, u)`` of :class:`LSTM` (eq. S17-S18) with this module's detached weights.
-
-        ``u`` has shape ``(..., Nu)`` and broadcasts against the states ``(..., 2H)``. The
-        input term ``W_ih u + b`` is computed once; the map equals ``LSTM.f`` (tested).
-        """
-        w_ih, w_hh = self.lstm.weight_ih_l0.detach(), self.lstm.weight_hh_l0.detach()
+    def input_drive(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
+        """``W_ih u + b_ih + b_hh``, shape ``(..., 4H)``, for inputs ``u (..., Nu)``."""
+        w_ih = self.lstm.weight_ih_l0.detach()
         b = (self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0).detach()
         if dtype is not None:
-            w_ih, w_hh, b, u = w_ih.to(dtype), w_hh.to(dtype), b.to(dtype), u.to(dtype)
-        drive = _mv(w_ih, u) + b
+            w_ih, b, u = w_ih.to(dtype), b.to(dtype), u.to(dtype)
+        return _mv(w_ih, u) + b
+
+    def drive_map(self, drive: Tensor, *,
+                  dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        """``x -> f(x, u)`` of :class:`LSTM` (eq. S17-S18) given ``drive = input_drive(u)``.
+
+        ``drive (..., 4H)`` broadcasts against the states ``(..., 2H)``; with
+        :meth:`step_map` the map equals ``LSTM.f`` (tested).
+        """
+        w_hh = self.lstm.weight_hh_l0.detach()
+        if dtype is not None:
+            w_hh, drive = w_hh.to(dtype), drive.to(dtype)
         H = self.hidden_size
 
         def step(x: Tensor) -> Tensor:
@@ -567,14 +590,20 @@ class ExpRNN(RecurrentModule):
                 outs.append(x)
         return torch.stack(outs), x
 
-    def step_map(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
-        """``x -> modReLU(W x + U u, b)`` with detached weights (for Lyapunov exponents)."""
-        W = self.recurrent.weight.detach()
+    def input_drive(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
+        """``U u``, shape ``(..., H)``, for inputs ``u (..., Nu)``."""
         U = self.input.weight.detach()
+        if dtype is not None:
+            U, u = U.to(dtype), u.to(dtype)
+        return _mv(U, u)
+
+    def drive_map(self, drive: Tensor, *,
+                  dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+        """``x -> modReLU(W x + drive, b)`` with detached weights, ``drive = U u``."""
+        W = self.recurrent.weight.detach()
         b = self.bias.detach()
         if dtype is not None:
-            W, U, b, u = W.to(dtype), U.to(dtype), b.to(dtype), u.to(dtype)
-        drive = _mv(U, u)
+            W, b, drive = W.to(dtype), b.to(dtype), drive.to(dtype)
         return lambda x: modrelu(_mv(W, x) + drive, b)
 
 
@@ -712,11 +741,15 @@ class LanguageModel(nn.Module):
     def readout(self, h: Tensor) -> Tensor:
         """Logits ``(..., V)`` of the next word from hidden outputs ``(..., H)``."""
         w = self.decoder.weight
-        return self.decoder(h.to(w.dtype))
+        return self.decoder(h.to(w.dtype).contiguous())  # a state's slice: faster contiguous
+
+    def feedback_token(self, h: Tensor) -> Tensor:
+        """The most probable next word's id, ``(...)``, from hidden outputs ``(..., H)``."""
+        return self.readout(h).argmax(-1)
 
     def feedback_input(self, h: Tensor) -> Tensor:
         """The embedding of the most probable next word, ``(..., E)``."""
-        return self.encoder(self.readout(h).argmax(-1))
+        return self.encoder(self.feedback_token(h))
 
 
 def apply_constraints(model: nn.Module) -> None:

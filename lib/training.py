@@ -338,7 +338,8 @@ def _check_orbit_args(n_init, std, n_steps, n_transient, seed, differences) -> N
 def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
                   std: float = 100.0, n_steps: int = 800, n_transient: int = 400,
                   seed: int = 0, shared_init: bool = True, differences: bool = True,
-                  readout: Readout | None = None) -> Callable[[nn.Module], Tensor]:
+                  readout: Readout | None = None,
+                  lyapunov_steps: int | None = None) -> Callable[[nn.Module], Tensor]:
     """THE orbit recorder's sampler: steady-state outputs of a model's state map.
 
     For every orbit input ``inputs[i]`` (``model.input_vectors`` turns them into input
@@ -370,6 +371,19 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
     the window, small on a chaotic or quasi-periodic attractor, and large while a transient
     is still decaying. :class:`OrbitRecorder` records it beside the samples (None for a
     window of one step).
+
+    λ_1 along the same orbits (``lyapunov_steps``, optional): the orbits are then iterated
+    with the layer's own map ``model.rnn.step_map`` (the feedback map of :func:`feedback_map`
+    after the first step), in the layer's dtype, through
+    :func:`lib.dynamics.largest_lyapunov`, which also yields the orbit: λ_1 is averaged over
+    the last ``lyapunov_steps`` of the ``n_steps`` steps (``1 <= lyapunov_steps <
+    n_steps``; the tangent starts at step ``n_steps - lyapunov_steps``). One pass serves
+    both, so the language model's arg-max decoder runs once per step, not twice. Each
+    call sets ``last_lyapunov``, shape ``(n_inputs, n_init)`` in nats per step, which
+    :class:`OrbitRecorder` records. Without ``lyapunov_steps``, ``last_lyapunov`` is None
+    and the orbits run through the layer's forward (the fused kernel of ``torch.nn.LSTM``);
+    the two iterations agree to float rounding (tested).
+
     Raises ``ValueError`` for bad arguments, and when an orbit leaves the floats (non-finite
     samples; the message names the orbits).
     """
@@ -379,8 +393,33 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
     _check_orbit_args(n_init, std, n_steps, n_transient, seed, differences)
     if readout is not None and not callable(readout):
         raise ValueError("readout must be None or a callable (model, h) -> outputs")
+    if lyapunov_steps is not None:
+        check_positive_int("lyapunov_steps", lyapunov_steps)
+        if lyapunov_steps >= n_steps:
+            raise ValueError(f"lyapunov_steps must be < n_steps={n_steps}, got {lyapunov_steps}")
 
     lead = int(differences)  # the step before the kept window, for the first differences
+
+    def along_lyapunov(model: nn.Module, u: Tensor, x: Tensor, shape: tuple[int, int]) -> Tensor:
+        """The kept window's hidden states, from largest_lyapunov's pass; sets last_lyapunov."""
+        rnn = model.rnn
+        dtype = next(rnn.parameters()).dtype
+        first = rnn.step_map(u, dtype=dtype)
+        x1 = first(x.to(dtype))  # step 1, under the orbit input
+        step = feedback_map(model, dtype) if feedback else first
+        start = n_transient - lead + 1  # keep the states x_start, ..., x_{n_steps}
+        kept = [rnn.hidden(x1)] if start <= 1 else []
+        t = [1]
+
+        def keep(state: Tensor) -> None:
+            t[0] += 1
+            if t[0] >= start:
+                kept.append(rnn.hidden(state))
+
+        lam = largest_lyapunov(step, x1, lyapunov_steps,
+                               n_transient=n_steps - 1 - lyapunov_steps, on_state=keep)
+        sample.last_lyapunov = lam.reshape(shape).cpu()
+        return torch.stack(kept)
 
     @torch.no_grad()
     def sample(model: nn.Module) -> Tensor:
@@ -395,7 +434,9 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
             read = (lambda h: model.readout(h)) if readout is None else (
                 lambda h: readout(model, h))
             with _parametrize.cached():  # an orthogonal W is computed once, not per step
-                if not feedback:
+                if lyapunov_steps is not None:
+                    h = along_lyapunov(model, u, x, (P, K))
+                elif not feedback:
                     h, _ = rnn(u.unsqueeze(0).expand(n_steps, -1, -1), x)
                     h = h[n_transient - lead:]
                 else:
@@ -425,6 +466,7 @@ def orbit_sampler(inputs: Tensor, *, feedback: bool = False, n_init: int = 10,
         return torch.stack([kept_y, kept_y - y[:, :, lead - 1 : -1]]).cpu()
 
     sample.last_drift = None
+    sample.last_lyapunov = None
     return sample
 
 
@@ -433,9 +475,25 @@ def feedback_map(model: nn.Module, dtype: torch.dtype = torch.float64) -> Callab
 
     The fed-back input depends on ``x`` only through a piecewise-constant arg-max: it is
     computed from the primal values, outside any derivative, so a Jacobian treats the
-    word as fixed and ignores the jumps where it switches.
+    word as fixed and ignores the jumps where it switches. For a model with a vocabulary
+    (``feedback_token`` and ``n_tokens``: the language model), every word's input drive
+    ``rnn.input_drive`` is computed once when the map is built and looked up at each step,
+    which saves the input matrix product per step (the same map, to float rounding).
     """
     rnn = model.rnn
+    if hasattr(model, "feedback_token") and hasattr(model, "n_tokens"):
+        # a vocabulary: every word's input drive computed once, then looked up per step
+        with torch.no_grad():
+            words = torch.arange(model.n_tokens, device=next(rnn.parameters()).device)
+            table = rnn.input_drive(model.input_vectors(words), dtype=dtype)
+
+        def step(x: Tensor) -> Tensor:
+            primal = fwAD.unpack_dual(x).primal.detach()
+            with torch.no_grad():
+                drive = table[model.feedback_token(rnn.hidden(primal))]
+            return rnn.drive_map(drive, dtype=dtype)(x)
+
+        return step
 
     def step(x: Tensor) -> Tensor:
         primal = fwAD.unpack_dual(x).primal.detach()
@@ -490,7 +548,9 @@ class OrbitRecorder:
         sampler: ``model -> Tensor``; any shape, the same at every call (e.g.
             :func:`orbit_sampler`). The recorder knows nothing else about the model.
         every: record after epochs ``every, 2 every, ...`` and the last epoch.
-        lyapunov: optional ``model -> Tensor`` (e.g. :func:`lyapunov_sampler`).
+        lyapunov: optional ``model -> Tensor`` (e.g. :func:`lyapunov_sampler`). When the
+            sampler itself reports ``last_lyapunov`` (:func:`orbit_sampler` with
+            ``lyapunov_steps``), that is recorded instead, and passing both is an error.
         at_start: also record the untrained model (epoch 0). The authors do not.
 
     After training: ``epochs`` (list), ``samples`` (Tensor ``(E, *sample_shape)``),
@@ -530,7 +590,14 @@ class OrbitRecorder:
         t0 = time.perf_counter()
         samples = self.sampler(model).detach().cpu().clone()
         drift = getattr(self.sampler, "last_drift", None)
-        lyap = self.lyapunov_fn(model).detach().cpu().clone() if self.lyapunov_fn else None
+        along = getattr(self.sampler, "last_lyapunov", None)
+        if along is not None and self.lyapunov_fn is not None:
+            raise ValueError("the sampler measures λ_1 along its orbits (lyapunov_steps): "
+                             "pass lyapunov=None to OrbitRecorder")
+        if along is not None:
+            lyap = along.detach().cpu().clone()
+        else:
+            lyap = self.lyapunov_fn(model).detach().cpu().clone() if self.lyapunov_fn else None
         self.epochs.append(int(epoch))
         self._samples.append(samples)
         if drift is not None:

@@ -12,6 +12,7 @@ from lib.dynamics import (
     classify_attractor,
     detect_period,
     jacobian,
+    largest_lyapunov,
     lyapunov_blocks,
     lyapunov_spectrum,
     orbit_diagram,
@@ -47,6 +48,22 @@ def test_logistic_map_at_r4_has_exponent_log2():
                              n_transient=100)
     assert exps.shape == (2, 1)
     assert torch.allclose(exps, torch.full((2, 1), math.log(2)), atol=0.02)
+
+
+def test_largest_lyapunov_reports_its_orbit_and_uses_the_one_column_qr():
+    """on_state sees x_1 .. x_{n_transient + n_steps}, the orbit of simulate; λ_1 with the
+    one-column normalisation equals the full spectrum's first exponent (QR of Nx columns)."""
+    x0 = torch.tensor([[0.1, 0.2], [-0.3, 0.1]])
+    seen = []
+    lam = largest_lyapunov(henon, x0, 3000, n_transient=50, on_state=seen.append)
+    assert len(seen) == 3050
+    assert torch.equal(torch.stack(seen), simulate(henon, x0, 3050))
+    full = lyapunov_spectrum(henon, x0, 3000, n_transient=50)[..., 0]
+    assert lam.shape == (2,)
+    assert float((lam - full).abs().max()) < 1e-12
+    assert 0.40 < float(lam.min()) and float(lam.max()) < 0.44  # Hénon: λ_1 ≈ 0.419
+    with pytest.raises(ValueError, match="on_state"):
+        largest_lyapunov(henon, x0, 10, on_state="not callable")
 
 
 def test_henon_spectrum():

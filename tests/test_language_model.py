@@ -24,8 +24,8 @@ from lib.experiments import language_model as LM
 from lib.experiments.__main__ import build_parser, main
 from lib.experiments._run import ConfigError, config_from_args
 from lib.models import LanguageModel
-from lib.training import (BPTTWindows, CheckpointError, TruncatedBPTT, evaluate, load_checkpoint,
-                          lyapunov_sampler, orbit_sampler, train)
+from lib.training import (BPTTWindows, CheckpointError, OrbitRecorder, TruncatedBPTT, evaluate,
+                          load_checkpoint, lyapunov_sampler, orbit_sampler, train)
 
 ROOT = Path(__file__).resolve().parent.parent
 V, E, H = 30, 6, 8
@@ -288,6 +288,52 @@ def test_lstm_feedback_exponent_equals_direct_product():
         x = x_next
     assert abs(float(lam) - log_growth / n) < 1e-9
     assert abs(log_growth / n) > 1e-3  # not a trivial zero
+
+
+@pytest.mark.parametrize("kind", ["lstm", "slstm", "ornn"])
+@pytest.mark.parametrize("feedback", [False, True])
+def test_lyapunov_along_the_orbit_is_the_same_orbit_and_the_same_exponent(kind, feedback):
+    """orbit_sampler(lyapunov_steps=L) iterates the map once for both: its samples equal the
+    plain sampler's (the layer's forward) to float rounding, and its λ_1 equals
+    lyapunov_sampler's over the same last L steps of the same orbits, in the same dtype
+    (lyapunov_sampler's feedback orbit takes its first step before its transient)."""
+    lm = small_lm(kind, seed=4)
+    if kind == "ornn":  # a shrinking modReLU, so that λ_1 is not the orthogonal W's 0
+        with torch.no_grad():
+            lm.rnn.bias.fill_(-0.01)
+    ids = torch.tensor([3, 7])
+    args = dict(feedback=feedback, n_init=3, std=2.0, n_steps=60, n_transient=40, seed=1,
+                shared_init=False)
+    plain = orbit_sampler(ids, **args)
+    along = orbit_sampler(ids, **args, lyapunov_steps=25)
+    y_plain, y_along = plain(lm), along(lm)
+    assert plain.last_lyapunov is None
+    assert y_along.shape == y_plain.shape == (2, 2, 3, 20, V)
+    assert float((y_along - y_plain).abs().max()) < 1e-10
+    lam = lyapunov_sampler(ids, feedback=feedback, n_init=3, std=2.0, n_steps=25,
+                           n_transient=60 - 25 - int(feedback), seed=1, shared_init=False,
+                           dtype=torch.float64)(lm)
+    assert along.last_lyapunov.shape == (2, 3)
+    assert float((along.last_lyapunov - lam).abs().max()) < 1e-10
+    assert float(along.last_lyapunov.abs().max()) > 1e-4  # not a trivial zero
+
+
+def test_lyapunov_along_the_orbit_bad_input_and_the_recorder():
+    lm = small_lm("lstm")
+    ids = torch.tensor([3])
+    for bad in (0, -1, 20, 25, 2.5):
+        with pytest.raises(ValueError, match="lyapunov_steps"):
+            orbit_sampler(ids, n_init=2, n_steps=20, n_transient=10, lyapunov_steps=bad)
+    sampler = orbit_sampler(ids, feedback=True, n_init=2, n_steps=20, n_transient=10,
+                            lyapunov_steps=5)
+    rec = OrbitRecorder(sampler, every=1)
+    rec(lm, 1)
+    rec(lm, 2)
+    assert rec.lyapunov.shape == (2, 1, 2)
+    assert torch.equal(rec.lyapunov[0], rec.lyapunov[1])  # seeded: the same at every call
+    both = OrbitRecorder(sampler, every=1, lyapunov=lyapunov_sampler(ids, feedback=True))
+    with pytest.raises(ValueError, match="lyapunov=None"):
+        both(lm, 1)
 
 
 # --------------------------------------------------------------------------- experiment

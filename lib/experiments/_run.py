@@ -266,7 +266,8 @@ FIELD_HELP = {  # what each config field means, for --help
     "decoder_mean (the authors': mean decoder output and logits) or hidden_mean",
     "n_init": "initial states per orbit input", "std": "their standard deviation",
     "n_burn": "burn-in steps", "n_keep": "steps kept after the burn-in",
-    "lyap_steps": "QR steps averaged for lambda_1 of the feedback map",
+    "lyap_steps": "steps averaged for lambda_1 of the feedback map: the last ones of the "
+                  "feedback orbits (must be < n_burn + n_keep)",
     "missing_train": "without train.txt: error, or train on valid.txt",
     "allow_synthetic": "train on the synthetic corpus when no WikiText-2 is found",
 }

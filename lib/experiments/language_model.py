@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .. import corpus as corpus_mod
 from .. import models
-from ..training import (BPTTWindows, OrbitRecorder, TruncatedBPTT, evaluate, lyapunov_sampler,
+from ..training import (BPTTWindows, OrbitRecorder, TruncatedBPTT, evaluate,
                         orbit_sampler)
 from . import _run
 
@@ -76,7 +76,7 @@ class Config:
     orbit_shared_init: bool = False
     n_burn: int = 1500
     n_keep: int = 100
-    lyap_steps: int = 500
+    lyap_steps: int = 500  # λ_1 over the last lyap_steps steps of the feedback orbits
     missing_train: str = "valid-as-train"
     allow_synthetic: bool = False  # train on the synthetic fallback corpus if no WikiText-2
     seed: int = 0
@@ -96,6 +96,10 @@ class Config:
         if self.modrelu_bias is not None and not _run._is_real(self.modrelu_bias):
             raise _run.ConfigError("modrelu_bias", f"must be a finite number or None, "
                                                    f"got {self.modrelu_bias!r}")
+        if self.lyap_steps >= self.n_burn + self.n_keep:
+            raise _run.ConfigError("lyap_steps", f"must be < n_burn + n_keep = "
+                                                 f"{self.n_burn + self.n_keep} (λ_1 is measured "
+                                                 f"along the orbit), got {self.lyap_steps}")
         if self.n_random_inputs + len(self.orbit_inputs) == 0:
             raise _run.ConfigError("orbit_inputs", "no orbit input: give words or random ones")
 
@@ -199,15 +203,14 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
     common = dict(n_init=cfg.n_init, std=cfg.std, n_steps=cfg.n_burn + cfg.n_keep,
                   n_transient=cfg.n_burn, seed=cfg.seed, shared_init=cfg.orbit_shared_init)
     readout = projection_readout(cfg.projection, token_ids.to(device))
+    # λ_1 of the feedback map along the feedback orbits themselves (one pass, one arg-max
+    # per step): averaged over their last lyap_steps steps
     recorders = {
         mode: OrbitRecorder(
             orbit_sampler(input_ids, feedback=mode == "feedback", differences=False,
-                          readout=readout, **common),
-            every=cfg.orbit_every, at_start=cfg.orbit_at_start,
-            lyapunov=lyapunov_sampler(input_ids, feedback=True, n_init=cfg.n_init, std=cfg.std,
-                                      n_steps=cfg.lyap_steps, n_transient=cfg.n_burn,
-                                      seed=cfg.seed, shared_init=cfg.orbit_shared_init)
-            if mode == "feedback" else None)
+                          readout=readout, **common,
+                          lyapunov_steps=cfg.lyap_steps if mode == "feedback" else None),
+            every=cfg.orbit_every, at_start=cfg.orbit_at_start)
         for mode in ("constant", "feedback")}
     loss_fn = nn.CrossEntropyLoss(reduction=cfg.loss_reduction)
     forward = TruncatedBPTT()
