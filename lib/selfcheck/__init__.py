@@ -1,0 +1,87 @@
+"""Self-checks for the book's exercises: pass or fail, with a hint, without the solution.
+
+A student computes an ``answer`` in the notebook and runs ``check(label, answer)``. Each
+chapter's checks live in a module of this package and are registered at import with
+:func:`register`. A check is a function ``answer -> None`` that raises ``AssertionError``
+(its message says what is wrong) for a wrong answer. The book's build runs every check
+against the exercise's solution, and the tests run each against wrong answers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["register", "check", "CHECKS", "Check"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered self-check: its exercise label, hint, what the answer is, and test."""
+
+    label: str
+    hint: str
+    expects: str
+    test: Callable[[Any], None]
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def register(label: str, *, hint: str, expects: str) -> Callable[[Callable[[Any], None]],
+                                                                  Callable[[Any], None]]:
+    """Register ``test(answer)`` as the self-check of exercise ``label``.
+
+    ``hint`` is shown when the answer is wrong; ``expects`` says in one line what ``answer``
+    must be (its type and shape). Raises ``ValueError`` for a label registered twice.
+    """
+    if not isinstance(label, str) or not label.startswith("ex-"):
+        raise ValueError(f"label must be an exercise label 'ex-...', got {label!r}")
+
+    def decorate(test: Callable[[Any], None]) -> Callable[[Any], None]:
+        if label in CHECKS:
+            raise ValueError(f"a self-check for {label!r} is registered already")
+        CHECKS[label] = Check(label, hint, expects, test)
+        return test
+
+    return decorate
+
+
+def check(label: str, answer: Any, *, quiet: bool = False) -> bool:
+    """Run the self-check of exercise ``label`` on ``answer``; print one line, return pass.
+
+    Prints ``✓ <label>: pass`` or ``✗ <label>: not yet: <what is wrong>. Hint: <hint>``
+    (nothing when ``quiet``). ``answer`` None means not attempted. Raises ``ValueError``
+    for an unknown label.
+    """
+    _load_all()
+    if label not in CHECKS:
+        raise ValueError(f"no self-check for {label!r}; known: {sorted(CHECKS)}")
+    c = CHECKS[label]
+    if answer is None or answer is Ellipsis:
+        ok, why = False, f"no answer yet (expected: {c.expects})"
+    else:
+        try:
+            c.test(answer)
+            ok, why = True, ""
+        except AssertionError as err:
+            ok, why = False, str(err) or "the answer does not match"
+        except (TypeError, ValueError, AttributeError, IndexError) as err:
+            ok, why = False, f"the answer has the wrong form ({err}); expected: {c.expects}"
+    if not quiet:
+        print(f"✓ {label}: pass" if ok else f"✗ {label}: not yet: {why}. Hint: {c.hint}")
+    return ok
+
+
+_MODULES = ("dynamical_systems", "derivative_recursion", "entropy", "smoothness",
+            "chaotic_lstm", "symbol_classification", "language_model")
+
+
+def _load_all() -> None:
+    for name in _MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
