@@ -58,6 +58,8 @@ __all__ = [
     "output_jacobians",
     "empirical_lipschitz",
     "sample_pairs",
+    "InitialStateGradients",
+    "initial_state_gradients",
 ]
 
 Number = Union[float, int, Tensor]
@@ -616,3 +618,77 @@ def sample_pairs(center: Tensor, n_pairs: int, *, spread: float, delta: float,
     a = center + spread * z[0]
     v = z[1] / torch.linalg.vector_norm(z[1], dim=-1, keepdim=True)
     return a, a + delta * v
+
+
+class InitialStateGradients(NamedTuple):
+    """What :func:`initial_state_gradients` returns, for P initial states and N horizons."""
+
+    cost: Tensor  # (P, N): V_n(x0) for n = 1..N
+    gradient: Tensor  # (P, N, Nx): ∇_{x0} V_n(x0), the local Lipschitz constant is its norm
+    jacobian: Tensor  # (P, N, Nx, Nx): Φ_n = ∂x_n/∂x0 = A_{n-1} ... A_0, n = 1..N
+
+
+def initial_state_gradients(model, theta: Tensor, x0: Tensor, u: Tensor, y: Tensor,
+                            loss: str | Callable = "squared_error") -> InitialStateGradients:
+    """Costs ``V_n`` (eq. 2), their gradients with respect to the initial state, and ``∂x_n/∂x0``.
+
+    The cost is a function of the initial state alone here (θ and the inputs held fixed):
+    ``V_n(x0) = (1/n) Σ_{t=1..n} l(ŷ_t, y_t)``, the convention of :func:`cost_curves`. By
+    the chain rule ``∇_{x0} V_n = (1/n) Σ_t Φ_tᵀ C_tᵀ l'(ŷ_t, y_t)`` with the state Jacobian
+    products ``Φ_t = ∂x_t/∂x0`` (eq. S1 with D_0 = I and no parameter term). One forward-mode
+    rollout carries the Nx tangent directions of ``x0`` on a leading batch axis and gives
+    every horizon ``n = 1..N`` at once; the norm ``||∇_{x0} V_n||`` is the local Lipschitz
+    constant of ``V_n`` at ``x0``.
+
+    Args:
+        model: a ``lib.models`` state-space model (``f``, ``g``, ``n_params``, ``nx``).
+        theta: parameters ``(Nθ,)``, shared by all initial states.
+        x0: initial states ``(P, Nx)``.
+        u: inputs ``(N + 1, Nu)`` (u_0 .. u_N; ŷ_t = g(x_t, u_t)).
+        y: targets ``(N, Ny)`` or ``(N, P, Ny)`` for t = 1..N.
+        loss: ``"squared_error"``, ``"bce"`` or a callable ``(ŷ, y) -> l`` over the last axis.
+
+    Returns:
+        :class:`InitialStateGradients` ``(cost (P, N), gradient (P, N, Nx),
+        jacobian (P, N, Nx, Nx))``.
+
+    Raises:
+        ValueError: non-finite inputs or shapes other than the above (naming the argument),
+            or an unknown loss.
+    """
+    loss_fn = LOSSES.get(loss) if isinstance(loss, str) else loss
+    if loss_fn is None or not callable(loss_fn):
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
+    nth, nx = model.n_params, model.nx
+    for name, v in (("theta", theta), ("x0", x0), ("u", u), ("y", y)):
+        check_finite(name, v)
+    if theta.dim() != 1 or theta.shape[0] != nth:
+        raise ValueError(f"theta must have shape ({nth},) = (Nθ,), got {tuple(theta.shape)}")
+    if x0.dim() != 2 or x0.shape[0] == 0 or x0.shape[1] != nx:
+        raise ValueError(f"x0 must have shape (P, {nx}) = (P, Nx) with P >= 1, got {tuple(x0.shape)}")
+    if u.dim() != 2 or u.shape[0] < 2:
+        raise ValueError(f"u must have shape (N + 1, Nu) with N >= 1, got {tuple(u.shape)}")
+    n = u.shape[0] - 1
+    if y.dim() not in (2, 3) or y.shape[0] != n or (y.dim() == 3 and y.shape[1] != x0.shape[0]):
+        raise ValueError(f"y must have shape ({n}, Ny) or ({n}, P, Ny) (one target per "
+                         f"t = 1..N), got {tuple(y.shape)}")
+    P_ = x0.shape[0]
+    eye = torch.eye(nx, dtype=x0.dtype, device=x0.device)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x0.unsqueeze(0).expand(nx, P_, nx).contiguous(),
+                              eye.unsqueeze(1).expand(nx, P_, nx).contiguous())
+        f, g = _maps(model, theta)
+        xs, yh = rollout(f, g, theta, dual, u)  # (N+1, Nx, P, Nx), (N+1, Nx, P, Ny)
+        target = y.unsqueeze(1) if y.dim() == 3 else y[:, None, None]
+        losses = loss_fn(yh[1:], target)  # (N, Nx, P)
+        val, tan = fwAD.unpack_dual(losses)
+        _, x_tan = fwAD.unpack_dual(xs[1: n + 1])  # x_1 .. x_N
+    steps = torch.arange(1, n + 1, dtype=x0.dtype, device=x0.device)
+    if tan is None:  # the loss does not depend on x0
+        tan = torch.zeros_like(val)
+    if x_tan is None:
+        x_tan = torch.zeros(n, nx, P_, nx, dtype=x0.dtype, device=x0.device)
+    cost = (torch.cumsum(val[:, 0], 0) / steps[:, None]).T
+    gradient = (torch.cumsum(tan, 0) / steps[:, None, None]).permute(2, 0, 1)
+    jac = x_tan.permute(2, 0, 3, 1)  # [p, t, i, j] = ∂x_t,i / ∂x0_j
+    return InitialStateGradients(cost.detach(), gradient.detach(), jac.detach())

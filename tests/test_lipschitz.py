@@ -383,3 +383,50 @@ def test_empirical_lipschitz_below_bound_and_bad_input():
         lip.cost_curves(m, a, u, y, grad=True, wrt=torch.tensor([m.n_params]))
     with pytest.raises(ValueError, match="u"):
         lip.cost_curves(m, a, u * float("nan"), y)
+
+
+def test_initial_state_gradients_match_reverse_mode_and_jacobian_products():
+    g = torch.Generator().manual_seed(11)
+    model = ElmanRNN(1, 3, 2)
+    theta = model.init_theta(seed=4)
+    x0 = torch.randn(5, 3, generator=g)
+    N = 12
+    u = torch.randn(N + 1, 1, generator=g)
+    y = torch.randn(N, 2, generator=g)
+    out = lip.initial_state_gradients(model, theta, x0, u, y)
+    assert out.cost.shape == (5, N) and out.gradient.shape == (5, N, 3)
+    assert out.jacobian.shape == (5, N, 3, 3)
+    V, _ = lip.cost_curves(model, torch.cat([theta.expand(5, -1), x0], -1), u, y)
+    assert torch.allclose(out.cost, V, atol=1e-14)
+    for n in (1, 7, N):
+        x = x0.clone().requires_grad_(True)
+        _, yh = rollout(model.f, model.g, theta, x, u[: n + 1])
+        (grad,) = torch.autograd.grad(lip.squared_error(yh[1:], y[:n, None]).mean(0).sum(), x)
+        assert torch.allclose(out.gradient[:, n - 1], grad, atol=1e-12)
+    # Φ_n = A_{n-1} ... A_0, from the one-step Jacobians
+    from lib.dynamics import jacobian
+    xs, _ = rollout(model.f, model.g, theta, x0, u)
+    phi = torch.eye(3).expand(5, 3, 3)
+    for t in range(N):
+        _, A = jacobian(lambda z, t=t: model.f(z, u[t], theta), xs[t])
+        phi = A @ phi
+        assert torch.allclose(out.jacobian[:, t], phi, atol=1e-12)
+    # per-sequence targets and the cross-entropy
+    out_b = lip.initial_state_gradients(model, theta, x0, u, (y > 0).double()[:, None].expand(N, 5, 2),
+                                        "bce")
+    assert torch.isfinite(out_b.gradient).all()
+
+
+def test_initial_state_gradients_bad_input():
+    model = ElmanRNN(1, 3, 2)
+    theta = model.init_theta(seed=4)
+    x0 = torch.zeros(2, 3)
+    u = torch.zeros(5, 1)
+    y = torch.zeros(4, 2)
+    for kwargs, match in ((dict(theta=theta[:-1]), "theta"), (dict(x0=x0[:, :2]), "x0"),
+                          (dict(u=u[:1]), "u"), (dict(y=y[:3]), "y"),
+                          (dict(x0=x0 * float("nan")), "x0"), (dict(loss="hinge"), "loss")):
+        args = dict(model=model, theta=theta, x0=x0, u=u, y=y)
+        args.update(kwargs)
+        with pytest.raises(ValueError, match=match):
+            lip.initial_state_gradients(**args)
