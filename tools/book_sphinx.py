@@ -24,6 +24,12 @@
    link is a ``{numref}`` to the exercise's ``:label:``, so the index cannot go stale: an
    exercise added to a chapter appears on the next build, and a removed one disappears. An
    ``{exercise}`` without a ``:label:`` is reported as a warning (an error under ``-W``).
+
+3. **Author-year bibliography.** The chapters cite author-year ("Bengio et al. (1994)",
+   ``bibtex_reference_style: book_author_year``), and the bibliography's labels say the
+   same ("[Bengio et al., 1994]", ``bibtex_default_style: book``), sorted by author, year
+   and title. Two works with the same label get "2020a", "2020b", in the labels and in the
+   citations alike.
 """
 
 from __future__ import annotations
@@ -207,7 +213,116 @@ class ExerciseList(SphinxDirective):
         return [container]
 
 
+# --- author-year labels for the bibliography ---------------------------------------------
+
+def _author_year_parts(entry) -> tuple[str, str]:
+    """("Bengio et al.", "1994"): the author part exactly as the author-year citations
+    write it (sphinxcontrib-bibtex's person style), and the year."""
+    from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
+
+    style = AuthorYearReferenceStyle()
+    authors = style.person.author_or_editor_or_title(full=False)
+    text = authors.format_data({"entry": entry, "style": style}).render_as("text")
+    return text, entry.fields.get("year", "n.d.")
+
+
+def _label_year(label: str) -> str:
+    return label.rsplit(", ", 1)[-1]
+
+
+def register_bibliography_styles() -> None:
+    """The pybtex formatting style ``book`` (labels "Bengio et al., 1994", sorted by author,
+    year and title) and the citation style ``book_author_year``, whose years are those of
+    the labels, so that "Ribeiro et al. (2020a)" in the text is "[Ribeiro et al., 2020a]"
+    in the bibliography."""
+    import string
+    from dataclasses import dataclass, field
+
+    import pybtex.plugin
+    from pybtex.style.formatting.plain import Style as PlainStyle
+    from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.template import join, node
+    from sphinxcontrib.bibtex.plugin import register_plugin as register_bibtex_plugin
+    from sphinxcontrib.bibtex.style.referencing import BracketStyle, author_year, basic_author_year
+    from sphinxcontrib.bibtex.style.template import post_text, pre_text, reference
+    from sphinxcontrib.bibtex.style.template import join2
+
+    class AuthorYearLabelStyle(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            entries = list(sorted_entries)
+            parts = [_author_year_parts(e) for e in entries]
+            count: dict[tuple[str, str], int] = {}
+            for p in parts:
+                count[p] = count.get(p, 0) + 1
+            seen: dict[tuple[str, str], int] = {}
+            for authors, year in parts:
+                suffix = ""
+                if count[(authors, year)] > 1:
+                    suffix = string.ascii_lowercase[seen.get((authors, year), 0)]
+                    seen[(authors, year)] = seen.get((authors, year), 0) + 1
+                yield f"{authors}, {year}{suffix}"
+
+    class BookStyle(PlainStyle):
+        default_label_style = AuthorYearLabelStyle
+        default_sorting_style = "author_year_title"
+
+    @node
+    def label_year(children, data):
+        """The year of the entry's bibliography label ("2020a"), else its year field."""
+        assert not children
+        label = getattr(data.get("formatted_entry"), "label", None)
+        return _label_year(label) if label else data["entry"].fields.get("year", "n.d.")
+
+    @dataclass
+    class Parenthetical(basic_author_year.BasicAuthorYearParentheticalReferenceStyle):
+        def inner(self, role_name):
+            return join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[
+                pre_text,
+                reference[join(sep=self.author_year_sep)[
+                    self.person.author_or_editor_or_title(full="s" in role_name), label_year]],
+                post_text,
+            ]
+
+    @dataclass
+    class Textual(basic_author_year.BasicAuthorYearTextualReferenceStyle):
+        def inner(self, role_name):
+            return join(sep=self.text_reference_sep)[
+                self.person.author_or_editor_or_title(full="s" in role_name),
+                join[self.bracket.left,
+                     join2(sep1=self.pre_text_sep, sep2=self.post_text_sep)[
+                         pre_text, reference[label_year], post_text],
+                     self.bracket.right],
+            ]
+
+    def round_brackets():
+        return BracketStyle(left="(", right=")")
+
+    @dataclass
+    class BookAuthorYear(author_year.AuthorYearReferenceStyle):
+        # "Bengio et al. (1994)", "(Bengio et al., 1994)": round brackets, as author-year
+        bracket_textual: BracketStyle = field(default_factory=round_brackets)
+        bracket_parenthetical: BracketStyle = field(default_factory=round_brackets)
+        bracket_author: BracketStyle = field(default_factory=round_brackets)
+        bracket_label: BracketStyle = field(default_factory=round_brackets)
+        bracket_year: BracketStyle = field(default_factory=round_brackets)
+
+        def __post_init__(self):
+            super().__post_init__()
+            swap = {basic_author_year.BasicAuthorYearParentheticalReferenceStyle: Parenthetical,
+                    basic_author_year.BasicAuthorYearTextualReferenceStyle: Textual}
+            for i, style in enumerate(self.styles):
+                new = swap.get(type(style))
+                if new is not None:
+                    self.styles[i] = new(**{k: getattr(style, k) for k in style.__dataclass_fields__})
+            self.role_style.update((role, style) for style in self.styles for role in style.role_names())
+
+    pybtex.plugin.register_plugin("pybtex.style.formatting", "book", BookStyle, force=True)
+    register_bibtex_plugin("sphinxcontrib.bibtex.style.referencing", "book_author_year",
+                           BookAuthorYear, force=True)
+
+
 def setup(app: Sphinx) -> dict:
+    register_bibliography_styles()
     app.connect("config-inited", use_local_assets, priority=900)
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.add_js_file("book-mathjax-shim.js", priority=510, defer="defer")
