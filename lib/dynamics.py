@@ -23,11 +23,13 @@ from torch import Tensor
 import torch.autograd.forward_ad as fwAD
 
 from ._checks import (
-    check_finite,
-    check_min_ndim,
+    ArgumentTypeError,
+    check_callable,
+    check_finite_result,
     check_nonnegative_int,
     check_positive_int,
     check_positive_real,
+    check_tensor,
 )
 
 Step = Callable[[Tensor], Tensor]
@@ -47,7 +49,15 @@ __all__ = [
 ]
 
 
+def _check_state(name: str, x0) -> Tensor:
+    """States ``(..., Nx)``: a finite floating-point tensor with at least one dimension."""
+    return check_tensor(name, x0, floating=True, min_ndim=1, what="(..., Nx)")
+
+
 def _check_step_output(x: Tensor, x_next: Tensor) -> None:
+    if not isinstance(x_next, Tensor):
+        raise ArgumentTypeError(f"step must return a torch.Tensor of states, got "
+                                f"{type(x_next).__name__}")
     if x_next.shape != x.shape:
         raise ValueError(
             f"step must map states of shape {tuple(x.shape)} to the same shape, "
@@ -60,9 +70,12 @@ def simulate(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0) -> T
 
     Runs ``n_transient`` steps without storing them, then returns the next ``n_steps``
     states, shape ``(n_steps, *x0.shape)``; element ``k`` is ``x_{n_transient + k + 1}``.
+
+    Raises ``ValueError`` when an orbit leaves the floats (a NaN or inf state), naming the
+    batch indices of ``x0`` (its leading dimensions) whose orbits did.
     """
-    check_finite("x0", x0)
-    check_min_ndim("x0", x0, 1)
+    check_callable("step", step, "(states (..., Nx) -> (..., Nx))")
+    _check_state("x0", x0)
     check_positive_int("n_steps", n_steps)
     check_nonnegative_int("n_transient", n_transient)
     x = x0
@@ -76,7 +89,9 @@ def simulate(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0) -> T
                 _check_step_output(x, x_next)
             x = x_next
             out[k] = x
-    return out
+    return check_finite_result("the orbit", out, batch_dims=x0.dim() - 1, lead=1,
+                               hint="the orbits from these initial states left the floats "
+                                    "(NaN or inf states): the map diverges there")
 
 
 def rollout(f, g, theta: Tensor, x0: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,11 +101,11 @@ def rollout(f, g, theta: Tensor, x0: Tensor, u: Tensor) -> tuple[Tensor, Tensor]
     outputs ``ŷ_0 .. ŷ_{N-1}`` with shape ``(N, ..., Ny)``. Differentiable (no ``no_grad``),
     so autograd through it is backpropagation through time.
     """
-    check_finite("x0", x0)
-    check_finite("theta", theta)
-    check_finite("u", u)
-    check_min_ndim("x0", x0, 1)
-    check_min_ndim("u", u, 2)
+    check_callable("f", f)
+    check_callable("g", g)
+    _check_state("x0", x0)
+    check_tensor("theta", theta, floating=True, min_ndim=1, what="(..., Nθ)")
+    check_tensor("u", u, floating=True, min_ndim=2, what="(N, ..., Nu)")
     if u.shape[0] == 0:
         raise ValueError("u must hold at least one time step (got N = 0)")
     xs = [x0]
@@ -120,6 +135,14 @@ def jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
     and large batches (Nx = 32, 256 states) torch.func is about 1.4x faster. Returns the next states ``(..., Nx)`` and the Jacobians
     ``(..., Nx, Nx)`` (output index first).
     """
+    check_callable("step", step, "(states (..., Nx) -> (..., Nx))")
+    _check_state("x", x)
+    return _jacobian(step, x)
+
+
+def _jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`jacobian` without the argument checks, for iterates inside lib (which may
+    have left the floats: the callers report that themselves)."""
     nx = x.shape[-1]
     xr = x.detach().unsqueeze(0).expand(nx, *x.shape).clone().requires_grad_(True)
     with torch.enable_grad():
@@ -141,7 +164,7 @@ def _tangent_map(step: Step, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
     """
     nx, k = Q.shape[-2], Q.shape[-1]
     if 8 * k > nx:
-        x_next, J = jacobian(step, x)
+        x_next, J = _jacobian(step, x)
         return x_next, J @ Q
     primal = x.unsqueeze(0).expand(k, *x.shape).clone()
     tangent = Q.movedim(-1, 0).contiguous()
@@ -174,8 +197,8 @@ def lyapunov_blocks(
     yields both the orbit and its exponents (:func:`lib.training.orbit_sampler` uses it).
     With ``k = 1`` the QR factorisation of the single column is its normalisation.
     """
-    check_finite("x0", x0)
-    check_min_ndim("x0", x0, 1)
+    check_callable("step", step, "(states (..., Nx) -> (..., Nx))")
+    _check_state("x0", x0)
     check_positive_int("n_steps", n_steps)
     check_nonnegative_int("n_transient", n_transient)
     check_positive_int("n_blocks", n_blocks)
@@ -205,7 +228,9 @@ def lyapunov_blocks(
                 _check_step_output(x, x_next)
             if k == 1:  # QR of one column: its norm and direction
                 r = torch.linalg.vector_norm(JQ, dim=-2)  # (..., 1)
-                Q = JQ / r.unsqueeze(-1)
+                # r = 0: the tangent collapsed exactly (a superstable orbit), λ_1 = -inf
+                # as in the QR branch below; keep the old direction instead of 0/0
+                Q = torch.where(r.unsqueeze(-1) > 0, JQ / r.unsqueeze(-1), Q)
                 sums = sums + torch.log(r)
             else:
                 Q, R = torch.linalg.qr(JQ)
@@ -219,12 +244,10 @@ def lyapunov_blocks(
     out = torch.stack(blocks)
     # -inf is a legitimate answer (a direction collapsed exactly: a superstable orbit);
     # NaN or +inf means the orbit itself diverged.
-    if bool(torch.isnan(out).any() or torch.isposinf(out).any()):
-        raise ValueError(
-            "the Lyapunov exponents are not finite: the orbit diverged "
-            "(check x0, the step map and n_steps)"
-        )
-    return out
+    return check_finite_result(
+        "the Lyapunov exponents", out, batch_dims=x0.dim() - 1, lead=1, allow_neginf=True,
+        hint="the orbits from these initial states diverged (check x0, the step map and "
+             "n_steps)")
 
 
 def lyapunov_spectrum(
@@ -299,7 +322,8 @@ def fixed_points(step: Step, x0: Tensor, *, tol: float = 1e-10, max_iter: int = 
     Raises ``ValueError`` for a non-finite ``x0``, a shape other than ``(K, Nx)``,
     ``tol <= 0``, ``max_iter < 1``, or when ``step`` changes the shape.
     """
-    check_finite("x0", x0)
+    check_callable("step", step, "(states (K, Nx) -> (K, Nx))")
+    _check_state("x0", x0)
     if x0.dim() != 2 or x0.shape[0] == 0 or x0.shape[1] == 0:
         raise ValueError(f"x0 must have shape (K, Nx) with K, Nx >= 1, got {tuple(x0.shape)}")
     check_positive_real("tol", tol)
@@ -310,7 +334,7 @@ def fixed_points(step: Step, x0: Tensor, *, tol: float = 1e-10, max_iter: int = 
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(max_iter):
-        fx, J = jacobian(step, x)
+        fx, J = _jacobian(step, x)
         F = fx - x
         res = F.abs().amax(-1)
         done = torch.isfinite(res) & (res <= tol)
@@ -322,7 +346,7 @@ def fixed_points(step: Step, x0: Tensor, *, tol: float = 1e-10, max_iter: int = 
             delta = torch.linalg.lstsq(J - eye, F.unsqueeze(-1)).solution[..., 0]
         ok = torch.isfinite(delta).all(-1) & ~done
         x = torch.where(ok.unsqueeze(-1), x - delta, x)
-    fx, J = jacobian(step, x)
+    fx, J = _jacobian(step, x)
     res = (fx - x).abs().amax(-1)
     done = torch.isfinite(res) & (res <= tol)
     found, radii = [], []
@@ -356,10 +380,15 @@ def orbit_diagram(
     Returns ``observe(x_t)`` for the ``n_keep`` steps after ``n_transient`` discarded ones,
     shape ``(P, K, n_keep, *obs_shape)`` (``observe`` defaults to the identity, giving
     ``(P, K, n_keep, Nx)``).
+
+    Raises ``ValueError`` naming the ``(parameter, initial state)`` indices whose orbits
+    leave the floats (the logistic map at r = 5, say, escapes to -inf).
     """
-    check_finite("params", params)
-    check_min_ndim("params", params, 1)
-    check_finite("x0", x0)
+    check_callable("family", family, "(states (P, K, Nx), params) -> states")
+    check_tensor("params", params, floating=True, min_ndim=1, what="(P, ...)")
+    _check_state("x0", x0)
+    if observe is not None:
+        check_callable("observe", observe)
     check_positive_int("n_keep", n_keep)
     check_nonnegative_int("n_transient", n_transient)
     P = params.shape[0]
@@ -376,7 +405,10 @@ def orbit_diagram(
     obs = observe if observe is not None else (lambda x: x)
     traj = simulate(lambda x: family(x, p), x0, n_keep, n_transient=n_transient)
     values = obs(traj)  # (n_keep, P, K, ...)
-    return values.movedim(0, 2)
+    if not isinstance(values, Tensor) or values.shape[:3] != traj.shape[:3]:
+        raise ValueError(f"observe must map states (T, P, K, Nx) to (T, P, K, ...), got "
+                         f"{getattr(values, 'shape', type(values).__name__)}")
+    return check_finite_result("observe(orbit)", values.movedim(0, 2), batch_dims=2)
 
 
 def detect_period(orbit: Tensor, *, max_period: int = 32, tol: float = 1e-6) -> Tensor:
@@ -386,8 +418,7 @@ def detect_period(orbit: Tensor, *, max_period: int = 32, tol: float = 1e-6) -> 
     Period ``p`` is accepted when ``|x_{t+p} - x_t| <= tol * (1 + |x_t|)`` for every t.
     Returns an integer tensor of shape ``(...)``.
     """
-    check_finite("orbit", orbit)
-    check_min_ndim("orbit", orbit, 2)
+    check_tensor("orbit", orbit, min_ndim=2, what="(T, ..., d)")
     check_positive_int("max_period", max_period)
     check_positive_real("tol", tol)
     T = orbit.shape[0]
@@ -410,7 +441,8 @@ def classify_attractor(period: Tensor, lyapunov_max: Tensor, *, tol: float = 1e-
     otherwise (e.g. a long transient). Inputs are flattened in C order.
     """
     check_positive_real("tol", tol)
-    check_finite("lyapunov_max", lyapunov_max)
+    check_tensor("period", period, integer=True)
+    check_tensor("lyapunov_max", lyapunov_max, floating=True, allow_neginf=True)
     if period.shape != lyapunov_max.shape:
         raise ValueError(
             f"period and lyapunov_max must have the same shape, got {tuple(period.shape)} "

@@ -23,7 +23,9 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_finite, check_last_dim, check_nonnegative_int, check_positive_int
+from ._checks import (ArgumentTypeError, check_broadcast, check_callable, check_finite,
+                      check_int, check_last_dim, check_nonnegative_int, check_positive_int,
+                      check_real, check_tensor)
 
 __all__ = [
     "StateSpaceModel",
@@ -45,6 +47,9 @@ def _mv(matrix: Tensor, vector: Tensor) -> Tensor:
 
 def modrelu(z: Tensor, b: Tensor) -> Tensor:
     """modReLU of Arjovsky et al. (2016): ``sign(z) * relu(|z| + b)``, element-wise."""
+    check_tensor("z", z, floating=True, finite=False)
+    check_tensor("b", b, floating=True, finite=False)
+    check_broadcast(z=z.shape, b=b.shape)
     return torch.sign(z) * torch.relu(z.abs() + b)
 
 
@@ -68,7 +73,8 @@ class StateSpaceModel:
 
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Cut ``theta`` of shape ``(..., Nθ)`` into named tensors ``(..., *shape)``."""
-        check_last_dim("theta", theta, self.n_params)
+        check_tensor("theta", theta, last=self.n_params, finite=False,
+                     what=f"(..., {self.n_params})")
         out: dict[str, Tensor] = {}
         start = 0
         batch = theta.shape[:-1]
@@ -80,12 +86,15 @@ class StateSpaceModel:
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
         """Inverse of :meth:`unflatten`: named tensors ``(..., *shape)`` -> ``(..., Nθ)``."""
+        if not isinstance(params, Mapping):
+            raise ArgumentTypeError(f"params must be a mapping name -> tensor, got "
+                                    f"{type(params).__name__}")
         missing = set(self.param_shapes) - set(params)
         if missing:
             raise ValueError(f"params is missing entries {sorted(missing)}")
         parts = []
         for name, shape in self.param_shapes.items():
-            p = params[name]
+            p = check_tensor(f"params[{name!r}]", params[name], finite=False)
             if tuple(p.shape[p.dim() - len(shape) :]) != shape:
                 raise ValueError(
                     f"params[{name!r}] must have shape (..., {', '.join(map(str, shape))}), "
@@ -105,8 +114,11 @@ class StateSpaceModel:
     ) -> Tensor:
         """Random θ, uniform in ``[-scale, scale]`` (default ``1/sqrt(hidden)``, as torch)."""
         if generator is None:
+            check_nonnegative_int("seed", 0 if seed is None else seed)
             generator = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
-        s = self.default_scale() if scale is None else float(scale)
+        s = self.default_scale() if scale is None else check_real("scale", scale, lo=0)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ArgumentTypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         theta = (torch.rand(self.n_params, generator=generator, dtype=torch.float64) * 2 - 1) * s
         return theta.to(dtype=dtype, device=device)
 
@@ -115,11 +127,17 @@ class StateSpaceModel:
 
     # ----------------------------------------------------------------- the maps
     def _check(self, x: Tensor, u: Tensor, theta: Tensor) -> None:
-        # Shape checks only: these maps run inside torch.func transforms, where
-        # data-dependent checks (isfinite) are not allowed.
-        check_last_dim("x", x, self.nx)
-        check_last_dim("u", u, self.nu)
-        check_last_dim("theta", theta, self.n_params)
+        # Type, dtype and shape checks only: these maps run inside torch.func transforms,
+        # where data-dependent checks (isfinite) are not allowed.
+        for name, value, size in (("theta", theta, self.n_params), ("x", x, self.nx),
+                                  ("u", u, self.nu)):
+            check_tensor(name, value, floating=True, last=size, finite=False,
+                         what=f"(..., {size})")
+        if x.dtype != theta.dtype or u.dtype != theta.dtype:
+            bad, value = ("x", x) if x.dtype != theta.dtype else ("u", u)
+            raise ArgumentTypeError(f"{bad} must have theta's dtype {theta.dtype}, got "
+                                    f"{value.dtype}")
+        check_broadcast(x=x.shape[:-1], u=u.shape[:-1], theta=theta.shape[:-1])
 
     def f(self, x: Tensor, u: Tensor, theta: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -129,7 +147,7 @@ class StateSpaceModel:
 
     def hidden(self, x: Tensor) -> Tensor:
         """The part of the state that feeds the read-out (h for the LSTM, x otherwise)."""
-        return x
+        return check_tensor("x", x, last=self.nx, finite=False, what=f"(..., {self.nx})")
 
     def _readout(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         h = self.hidden(x)
@@ -139,11 +157,18 @@ class StateSpaceModel:
 
     def autonomous(self, theta: Tensor, u: Tensor | None = None) -> Callable[[Tensor], Tensor]:
         """The map ``x -> f(x, u, θ)`` for a constant input (zero input if ``u`` is None)."""
+        check_tensor("theta", theta, floating=True, last=self.n_params,
+                     what=f"(..., {self.n_params})")
         if u is None:
             u = theta.new_zeros(self.nu)
+        else:
+            check_tensor("u", u, floating=True, last=self.nu, what=f"(..., {self.nu})")
         return lambda x: self.f(x, u, theta)
 
     def zero_state(self, *batch: int, dtype=torch.float64, device="cpu") -> Tensor:
+        """Zero states ``(*batch, Nx)``."""
+        for i, b in enumerate(batch):
+            check_nonnegative_int(f"batch[{i}]", b)
         return torch.zeros(*batch, self.nx, dtype=dtype, device=device)
 
     def __repr__(self) -> str:
@@ -214,9 +239,13 @@ class LSTM(StateSpaceModel):
         self.param_shapes = shapes
 
     def hidden(self, x: Tensor) -> Tensor:
+        """h, the first H entries of the state ``x = [h, c]`` ``(..., 2H)``."""
+        check_tensor("x", x, last=self.nx, finite=False, what=f"(..., {self.nx})")
         return x[..., : self.hidden_size]
 
     def cell(self, x: Tensor) -> Tensor:
+        """c, the last H entries of the state ``x = [h, c]`` ``(..., 2H)``."""
+        check_tensor("x", x, last=self.nx, finite=False, what=f"(..., {self.nx})")
         return x[..., self.hidden_size :]
 
     def f(self, x: Tensor, u: Tensor, theta: Tensor) -> Tensor:
@@ -305,6 +334,8 @@ class OrthogonalRNN(StateSpaceModel):
 
     def recurrent_matrix(self, theta: Tensor) -> Tensor:
         """``W = exp(A - Aᵀ)``, shape ``(..., H, H)``."""
+        check_tensor("theta", theta, floating=True, last=self.n_params,
+                     what=f"(..., {self.n_params})")
         A = self.unflatten(theta)["A"]
         return torch.linalg.matrix_exp(A - A.transpose(-1, -2))
 
@@ -407,6 +438,11 @@ class RecurrentModule(nn.Module):
     def initial_state(self, batch: int, *, std: float = 0.0,
                       generator: torch.Generator | None = None) -> Tensor:
         """States ``(batch, Nx)``: zero, or Gaussian with standard deviation ``std``."""
+        check_nonnegative_int("batch", batch)
+        check_real("std", std, lo=0)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ArgumentTypeError(f"generator must be a torch.Generator or None, got "
+                                    f"{type(generator).__name__}")
         p = next(self.parameters())
         if std == 0:
             return p.new_zeros(batch, self.state_size)
@@ -415,7 +451,44 @@ class RecurrentModule(nn.Module):
 
     def hidden(self, state: Tensor) -> Tensor:
         """The part of the state that feeds the read-out."""
+        check_tensor("state", state, last=self.state_size, finite=False,
+                     what=f"(..., {self.state_size})")
         return state[..., : self.hidden_size]
+
+    def _weight(self) -> Tensor:
+        return next(self.parameters())
+
+    def _check_sequence(self, u: Tensor, state: Tensor | None) -> None:
+        """``u (T, B, Nu)`` and ``state (B, Nx)`` in the layer's dtype: named errors, not
+        torch's internal ones."""
+        w = self._weight()
+        check_tensor("u", u, floating=True, ndim=3, finite=False,
+                     what=f"(T, B, {self.input_size})")
+        if u.shape[-1] != self.input_size or u.shape[0] == 0:
+            raise ValueError(f"u must have shape (T >= 1, B, {self.input_size}), got "
+                             f"{tuple(u.shape)}")
+        if u.dtype != w.dtype:
+            raise ArgumentTypeError(f"u must have the layer's dtype {w.dtype}, got {u.dtype} "
+                                    f"(convert u, or the layer with .to({u.dtype}))")
+        if state is not None:
+            self._check_state(state, u.shape[1], f"u of shape {tuple(u.shape)}")
+
+    def _check_state(self, state: Tensor, batch: int, source: str) -> None:
+        w = self._weight()
+        check_tensor("state", state, floating=True, ndim=2, finite=False,
+                     what=f"(B, {self.state_size})")
+        if tuple(state.shape) != (batch, self.state_size):
+            raise ValueError(f"state must have shape (B={batch}, {self.state_size}) "
+                             f"for {source}, got {tuple(state.shape)}")
+        if state.dtype != w.dtype:
+            raise ArgumentTypeError(f"state must have the layer's dtype {w.dtype}, got "
+                                    f"{state.dtype}")
+
+    def _check_inputs(self, name: str, u: Tensor, size: int, dtype) -> None:
+        check_tensor(name, u, floating=True, last=size, finite=False, what=f"(..., {size})")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ArgumentTypeError(f"dtype must be a floating-point torch.dtype or None, "
+                                    f"got {dtype!r}")
 
     def input_drive(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
         raise NotImplementedError  # pragma: no cover
@@ -444,6 +517,8 @@ class TorchLSTM(RecurrentModule):
         self.lstm = nn.LSTM(input_size, hidden_size)
 
     def forward(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Hidden outputs ``(T, B, H)`` and the last state ``(B, 2H)`` for ``u (T, B, Nu)``."""
+        self._check_sequence(u, state)
         if state is None:
             out, (h, c) = self.lstm(u)
         else:
@@ -455,6 +530,10 @@ class TorchLSTM(RecurrentModule):
 
     def input_drive(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
         """``W_ih u + b_ih + b_hh``, shape ``(..., 4H)``, for inputs ``u (..., Nu)``."""
+        self._check_inputs("u", u, self.input_size, dtype)
+        if dtype is None and u.dtype != self._weight().dtype:
+            raise ArgumentTypeError(f"u must have the layer's dtype {self._weight().dtype} "
+                                    f"(or pass dtype), got {u.dtype}")
         w_ih = self.lstm.weight_ih_l0.detach()
         b = (self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0).detach()
         if dtype is not None:
@@ -468,9 +547,13 @@ class TorchLSTM(RecurrentModule):
         ``drive (..., 4H)`` broadcasts against the states ``(..., 2H)``; with
         :meth:`step_map` the map equals ``LSTM.f`` (tested).
         """
+        self._check_inputs("drive", drive, 4 * self.hidden_size, dtype)
         w_hh = self.lstm.weight_hh_l0.detach()
         if dtype is not None:
             w_hh, drive = w_hh.to(dtype), drive.to(dtype)
+        elif drive.dtype != w_hh.dtype:
+            raise ArgumentTypeError(f"drive must have the layer's dtype {w_hh.dtype} (or pass "
+                                    f"dtype), got {drive.dtype}")
         H = self.hidden_size
 
         def step(x: Tensor) -> Tensor:
@@ -580,6 +663,8 @@ class ExpRNN(RecurrentModule):
         return self.recurrent.weight
 
     def forward(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Hidden outputs ``(T, B, H)`` and the last state ``(B, H)`` for ``u (T, B, Nu)``."""
+        self._check_sequence(u, state)
         x = u.new_zeros(u.shape[1], self.hidden_size) if state is None else state
         with _parametrize.cached():  # W = exp(.) once per sequence, not once per step
             W = self.recurrent.weight
@@ -592,18 +677,26 @@ class ExpRNN(RecurrentModule):
 
     def input_drive(self, u: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
         """``U u``, shape ``(..., H)``, for inputs ``u (..., Nu)``."""
+        self._check_inputs("u", u, self.input_size, dtype)
         U = self.input.weight.detach()
         if dtype is not None:
             U, u = U.to(dtype), u.to(dtype)
+        elif u.dtype != U.dtype:
+            raise ArgumentTypeError(f"u must have the layer's dtype {U.dtype} (or pass dtype), "
+                                    f"got {u.dtype}")
         return _mv(U, u)
 
     def drive_map(self, drive: Tensor, *,
                   dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
         """``x -> modReLU(W x + drive, b)`` with detached weights, ``drive = U u``."""
+        self._check_inputs("drive", drive, self.hidden_size, dtype)
         W = self.recurrent.weight.detach()
         b = self.bias.detach()
         if dtype is not None:
             W, b, drive = W.to(dtype), b.to(dtype), drive.to(dtype)
+        elif drive.dtype != W.dtype:
+            raise ArgumentTypeError(f"drive must have the layer's dtype {W.dtype} (or pass "
+                                    f"dtype), got {drive.dtype}")
         return lambda x: modrelu(_mv(W, x) + drive, b)
 
 
@@ -630,6 +723,7 @@ class _WithReadout(nn.Module):
     def input_vectors(self, u: Tensor) -> Tensor:
         """Orbit inputs ``(P, Nu)`` as input vectors: themselves, in the layer's dtype."""
         p = next(self.rnn.parameters())
+        check_tensor("inputs", u, floating=True, what=f"(P, {self.rnn.input_size})")
         if u.dim() != 2 or u.shape[-1] != self.rnn.input_size:
             raise ValueError(f"inputs must have shape (P, {self.rnn.input_size}), "
                              f"got {tuple(u.shape)}")
@@ -722,15 +816,33 @@ class LanguageModel(nn.Module):
         return self.rnn.state_size
 
     def init_state(self, batch_size: int) -> Tensor:
-        return self.rnn.initial_state(batch_size)
+        """Zero states ``(batch_size, Nx)``."""
+        return self.rnn.initial_state(check_positive_int("batch_size", batch_size))
+
+    def _check_ids(self, name: str, ids: Tensor) -> None:
+        check_tensor(name, ids, integer=True, what="of token ids")
+        if ids.numel():
+            lo, hi = torch.aminmax(ids)
+            if int(lo) < 0 or int(hi) >= self.n_tokens:
+                raise ValueError(f"{name} must be token ids in [0, {self.n_tokens}), got ids "
+                                 f"from {int(lo)} to {int(hi)}")
 
     def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits ``(L, B, V)`` and the last state ``(B, Nx)``: ``tokens (L, B)`` are ids in
+        ``[0, V)``, ``state (B, Nx)`` in the model's dtype."""
+        self._check_ids("tokens", tokens)
+        if tokens.dim() != 2 or tokens.shape[0] == 0:
+            raise ValueError(f"tokens must have shape (L >= 1, B), got {tuple(tokens.shape)}")
+        if state is None:
+            raise ValueError(f"state must be a tensor (B, {self.state_size}), e.g. "
+                             "init_state(B), got None")
+        self.rnn._check_state(state, tokens.shape[1], f"tokens of shape {tuple(tokens.shape)}")
         out, state = self.rnn(self.drop(self.encoder(tokens)), state)
         return self.decoder(self.drop(out)), state
 
     def input_vectors(self, ids: Tensor) -> Tensor:
         """Token ids ``(P,)`` -> their embeddings ``(P, E)``; ids must be in [0, V)."""
-        ids = torch.as_tensor(ids)
+        check_tensor("inputs", ids, integer=True, what="(P,) of token ids")
         if ids.dim() != 1 or ids.dtype not in (torch.int64, torch.int32) or ids.numel() == 0:
             raise ValueError(f"inputs must be a 1-D tensor of token ids, got {ids!r}")
         if bool((ids < 0).any() or (ids >= self.n_tokens).any()):
@@ -740,6 +852,8 @@ class LanguageModel(nn.Module):
 
     def readout(self, h: Tensor) -> Tensor:
         """Logits ``(..., V)`` of the next word from hidden outputs ``(..., H)``."""
+        check_tensor("h", h, floating=True, last=self.n_hidden, finite=False,
+                     what=f"(..., {self.n_hidden})")
         w = self.decoder.weight
         return self.decoder(h.to(w.dtype).contiguous())  # a state's slice: faster contiguous
 
