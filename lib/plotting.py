@@ -15,6 +15,10 @@ from matplotlib.axes import Axes
 
 __all__ = ["use_book_style", "orbit_diagram", "lyapunov_curve", "to_numpy"]
 
+# Sizes for the page. A figure at most 7 in wide is drawn at 100 dpi (about 700 px) and
+# shown at the page's content width (about 670 px), so a point in the figure is about a
+# point on the screen: every text element below is at least 9 pt there (and "small", 0.83 of
+# font.size, is 9.2 pt). Wider figures shrink on the page and their text with them.
 BOOK_STYLE = {
     "figure.figsize": (7.0, 3.6),
     "figure.dpi": 100,
@@ -23,13 +27,25 @@ BOOK_STYLE = {
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "font.size": 10,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 12,
+    "figure.labelsize": 11,
     "legend.frameon": False,
 }
+# The largest figure width (inches) whose text keeps its point size on the page.
+MAX_FIGURE_WIDTH_IN = 7.0
+MIN_FONT_PT = 9.0
 
 
 def use_book_style() -> None:
-    """Apply the book's matplotlib style (called in each chapter's first cell)."""
+    """Apply the book's matplotlib style (called in each chapter's first cell): at most
+    7 in wide, every text element at least 9 pt at the page's width."""
     mpl.rcParams.update(BOOK_STYLE)
 
 

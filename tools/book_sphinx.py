@@ -20,10 +20,14 @@
    ````
 
    scans the chapters of the table of contents (or only those named) for ``{exercise}``
-   directives and writes a list of links to them, grouped by chapter, in book order. Each
-   link is a ``{numref}`` to the exercise's ``:label:``, so the index cannot go stale: an
-   exercise added to a chapter appears on the next build, and a removed one disappears. An
-   ``{exercise}`` without a ``:label:`` is reported as a warning (an error under ``-W``).
+   directives and writes a table of them per chapter, in book order: a ``{numref}`` link to
+   the exercise's ``:label:``, its title as the summary, and its tags from ``:class:``
+   (difficulty ``ex-d1``..``ex-d3``, type ``ex-concept`` | ``ex-derivation`` | ``ex-coding``
+   | ``ex-open``, time ``ex-t<minutes>``; "untagged" where one is missing). For several
+   chapters a table of counts by type comes first. The index cannot go stale: an exercise
+   added to a chapter appears on the next build, and a removed one disappears. An
+   ``{exercise}`` without a ``:label:``, or without a title and a short first sentence to
+   stand in for it, is reported as a warning (an error under ``-W``).
 
 3. **Author-year bibliography.** The chapters cite author-year ("Bengio et al. (1994)",
    ``bibtex_reference_style: book_author_year``), and the bibliography's labels say the
@@ -38,6 +42,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from docutils import nodes
@@ -160,18 +165,74 @@ def teaser(body: str, limit: int = 100) -> str:
     return ""
 
 
-def find_exercises(path: Path) -> list[tuple[str | None, str]]:
-    """(label, title) of every exercise in the file, in order; without a title, the
-    exercise's first sentence stands in when it is short plain text."""
+# Exercise tags (the exercise's `:class:`): difficulty, type and time in minutes.
+DIFFICULTY = {"ex-d1": "1", "ex-d2": "2", "ex-d3": "3"}
+KINDS = {"ex-concept": "concept", "ex-derivation": "derivation", "ex-coding": "coding",
+         "ex-open": "open-ended"}
+TIME_RE = re.compile(r"^ex-t(\d+)$")
+CLASS_RE = re.compile(r"^[ \t]*:class:[ \t]*([^\n]*)", re.MULTILINE)
+UNTAGGED = "untagged"
+
+
+@dataclass
+class ExerciseInfo:
+    label: str | None
+    title: str                       # its title, or its first sentence when short plain text
+    difficulty: str | None = None    # "1" | "2" | "3"
+    kind: str | None = None          # "concept" | "derivation" | "coding" | "open-ended"
+    minutes: int | None = None
+
+    @property
+    def tagged(self) -> bool:
+        return None not in (self.difficulty, self.kind, self.minutes)
+
+
+def parse_tags(classes: str) -> dict:
+    tags: dict = {}
+    for name in classes.split():
+        if name in DIFFICULTY:
+            tags["difficulty"] = DIFFICULTY[name]
+        elif name in KINDS:
+            tags["kind"] = KINDS[name]
+        elif TIME_RE.match(name):
+            tags["minutes"] = int(TIME_RE.match(name).group(1))
+    return tags
+
+
+def find_exercise_infos(path: Path) -> list[ExerciseInfo]:
+    """Every exercise in the file, in order, with its label, title and tags."""
     found = []
     for m in EXERCISE_RE.finditer(markdown_text(path)):
-        label = LABEL_RE.search(m.group("opts"))
-        title = m.group("title").strip() or teaser(m.group("body"))
-        found.append((label.group(1) if label else None, title))
+        opts = m.group("opts")
+        label = LABEL_RE.search(opts)
+        classes = CLASS_RE.search(opts)
+        found.append(ExerciseInfo(
+            label=label.group(1) if label else None,
+            title=m.group("title").strip() or teaser(m.group("body")),
+            **parse_tags(classes.group(1) if classes else ""),
+        ))
     return found
 
 
+def find_exercises(path: Path) -> list[tuple[str | None, str]]:
+    """(label, title) of every exercise in the file, in order; without a title, the
+    exercise's first sentence stands in when it is short plain text."""
+    return [(e.label, e.title) for e in find_exercise_infos(path)]
+
+
+def _list_table(header: list[str], rows: list[list[str]], classes: str) -> list[str]:
+    lines = ["````{list-table}", ":header-rows: 1", f":class: {classes}", ""]
+    for row in [header, *rows]:
+        lines.append(f"* - {row[0]}")
+        lines += [f"  - {cell}" for cell in row[1:]]
+    return lines + ["````", ""]
+
+
 class ExerciseList(SphinxDirective):
+    """A table of the exercises of the chapters (all of the table of contents, or those named
+    in ``:chapters:``): number and link, summary, difficulty, type and time; for several
+    chapters also the number of exercises of each type per chapter."""
+
     has_content = False
     option_spec = {"chapters": directives.unchanged}
 
@@ -185,27 +246,64 @@ class ExerciseList(SphinxDirective):
                 logger.warning(f"[book] exercise-list: no chapter {missing} in the table of contents",
                                location=(env.docname, self.lineno))
             docnames = [d for d in wanted if d in docnames]
-        lines: list[str] = []
+        chapters: list[tuple[str, list[ExerciseInfo]]] = []
         for docname in docnames:
             path = Path(env.doc2path(docname))
             if not path.is_file():
                 continue
             env.note_dependency(str(path))
-            exercises = find_exercises(path)
-            if not exercises:
-                continue
-            if not wanted or len(wanted) > 1:
-                lines.append(f"- {{doc}}`/{docname}` ({len(exercises)})")
-                indent = "  "
-            else:
-                indent = ""
-            for label, title in exercises:
-                if label is None:
+            listed = []
+            for ex in find_exercise_infos(path):
+                if ex.label is None:
                     logger.warning(f"[book] an exercise in {docname} has no :label:; it cannot be listed",
                                    location=(env.docname, self.lineno))
-                    continue
-                text = f" - {title}" if title else ""
-                lines.append(f"{indent}- {{numref}}`Exercise %s <{label}>`{text}")
+                elif not ex.title:
+                    logger.warning(f"[book] exercise {ex.label} in {docname} has no title: give it "
+                                   "one (its one-line summary in the exercise index)",
+                                   location=(env.docname, self.lineno))
+                    listed.append(ex)
+                else:
+                    listed.append(ex)
+            if listed:
+                chapters.append((docname, listed))
+
+        lines: list[str] = []
+        several = not wanted or len(wanted) > 1
+        if several and chapters:
+            kinds = list(KINDS.values())
+            untagged = any(not ex.tagged for _, exs in chapters for ex in exs)
+            header = ["Chapter", *kinds, *([UNTAGGED] if untagged else []), "all", "time (min)"]
+            rows = []
+            for docname, exs in chapters:
+                counts = [sum(ex.kind == k for ex in exs) for k in kinds]
+                row = [f"{{doc}}`/{docname}`", *map(str, counts)]
+                if untagged:
+                    row.append(str(sum(not ex.tagged for ex in exs)))
+                row += [str(len(exs)), str(sum(ex.minutes or 0 for ex in exs))]
+                rows.append(row)
+            total = [sum(ex.kind == k for _, exs in chapters for ex in exs) for k in kinds]
+            all_exs = [ex for _, exs in chapters for ex in exs]
+            rows.append(["**all chapters**", *map(str, total),
+                         *([str(sum(not ex.tagged for ex in all_exs))] if untagged else []),
+                         str(len(all_exs)), str(sum(ex.minutes or 0 for ex in all_exs))])
+            lines += _list_table(header, rows, "exercise-counts")
+        for docname, exs in chapters:
+            if several:
+                summary = f"**{{doc}}`/{docname}`**: {len(exs)} exercises"
+                if all(ex.minutes is not None for ex in exs):
+                    summary += f", about {sum(ex.minutes for ex in exs)} minutes"
+                lines += [summary, ""]
+            rows = []
+            for ex in exs:
+                rows.append([
+                    f"{{numref}}`Exercise %s <{ex.label}>`",
+                    ex.title or UNTAGGED,
+                    ex.difficulty or UNTAGGED,
+                    ex.kind or UNTAGGED,
+                    f"{ex.minutes} min" if ex.minutes is not None else UNTAGGED,
+                ])
+            lines += _list_table(["Exercise", "Summary", "Difficulty", "Type", "Time"], rows,
+                                 "exercise-list-table")
         if not lines:
             lines = ["*(No exercises yet.)*"]
         container = nodes.container(classes=["exercise-list"])
@@ -326,5 +424,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", use_local_assets, priority=900)
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.add_js_file("book-mathjax-shim.js", priority=510, defer="defer")
+    app.add_css_file("book.css", priority=900)
     app.add_directive("exercise-list", ExerciseList)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
