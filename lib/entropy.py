@@ -34,8 +34,9 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 from torch import Tensor
 
-from ._checks import check_finite, check_min_ndim, check_positive_int, check_positive_real
-from .dynamics import jacobian
+from ._checks import (check_callable, check_finite, check_finite_result, check_min_ndim,
+                      check_positive_int, check_positive_real, check_tensor)
+from .dynamics import _jacobian, jacobian
 
 Step = Callable[[Tensor], Tensor]
 
@@ -52,8 +53,7 @@ __all__ = [
 
 
 def _check_square(name: str, J: Tensor) -> None:
-    if not isinstance(J, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(J).__name__}")
+    check_tensor(name, J, floating=True, finite=False, what="(..., n, n)")
     if J.dim() < 2 or J.shape[-1] != J.shape[-2]:
         raise ValueError(
             f"{name} must be a batch of square matrices (..., n, n), got shape {tuple(J.shape)}"
@@ -61,7 +61,7 @@ def _check_square(name: str, J: Tensor) -> None:
 
 
 def _check_samples(name: str, samples: Tensor) -> None:
-    check_finite(name, samples)
+    check_tensor(name, samples, floating=True, what="(..., Nx)")
     check_min_ndim(name, samples, 1)
     if samples.numel() == 0:
         raise ValueError(f"{name} must hold at least one state (..., Nx), got {tuple(samples.shape)}")
@@ -69,6 +69,11 @@ def _check_samples(name: str, samples: Tensor) -> None:
 
 def _log_abs_det(J: Tensor) -> Tensor:
     """``log |det J|`` of the Jacobians of ``step``; raise where Theorem 2 does not apply."""
+    bad = ~torch.isfinite(J).flatten(-2).all(-1) if J.dim() > 2 else None
+    if bad is not None and bool(bad.any()):
+        from ._checks import format_indices
+        raise ValueError(f"step has non-finite Jacobian entries at the samples "
+                         f"{format_indices(bad)}")
     if not bool(torch.isfinite(J).all()):
         raise ValueError("step has non-finite Jacobian entries at some samples")
     sign, logabsdet = torch.linalg.slogdet(J)
@@ -134,8 +139,10 @@ def entropy_trajectory(
         raise ValueError(f"H0 must be a single number, got shape {tuple(H0.shape)}")
     xs, dH, Js = [x0], [], []
     x = x0
-    for _ in range(n_steps):
-        x, J = jacobian(step, x)
+    for t in range(n_steps):
+        x, J = _jacobian(step, x)
+        check_finite_result(f"the cloud at step {t + 1}", x, batch_dims=x.dim() - 1,
+                            hint="these samples left the floats")
         dH.append(_log_abs_det(J).mean())
         xs.append(x)
         if return_jacobians:
@@ -201,7 +208,7 @@ def knn_entropy(samples: Tensor, k: int = 3) -> Tensor:
     tensor on the device of ``samples``.
     """
     check_positive_int("k", k)
-    check_finite("samples", samples)
+    check_tensor("samples", samples, floating=True, what="(n, d)")
     if samples.dim() != 2:
         raise ValueError(f"samples must have shape (n, d), got {tuple(samples.shape)}")
     n, d = samples.shape

@@ -35,7 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import (
+    ArgumentTypeError,
     check_finite,
+    check_finite_result,
+    check_tensor,
     check_flat,
     check_last_dim,
     check_min_ndim,
@@ -78,10 +81,10 @@ def _resolve_loss(loss: Loss) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def _check_thetas(model: StateSpaceModel, thetas: Tensor, name: str = "thetas") -> Tensor:
-    if not isinstance(thetas, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(thetas).__name__}")
-    if not thetas.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {thetas.dtype}")
+    if not all(hasattr(model, a) for a in ("f", "g", "n_params", "nx", "nu", "ny")):
+        raise ArgumentTypeError(f"model must be a lib.models state-space model, got "
+                                f"{type(model).__name__}")
+    check_tensor(name, thetas, floating=True, finite=False, what=f"(..., {model.n_params})")
     check_last_dim(name, thetas, model.n_params)
     if thetas.numel() == 0:
         raise ValueError(f"{name} must hold at least one parameter vector, got shape "
@@ -182,13 +185,20 @@ def batched_cost(
         if t + 1 < n_steps:  # the last state is never read out
             x = model.f(x, u[t], thetas)
     cost = total / (n_steps - burn_in)
-    nan = torch.isnan(cost.detach())
+    nan = ~torch.isfinite(cost.detach())
     if bool(nan.any()):
         first = tuple(int(i) for i in nan.nonzero()[0])
-        raise ValueError(f"loss is NaN for {int(nan.sum())} of {nan.numel()} parameter "
-                         f"vector(s) (the first at batch index {first}): a state overflowed "
-                         f"or the loss callable returned NaN")
+        kind = "NaN" if bool(torch.isnan(cost.detach()[nan]).all()) else "NaN or inf"
+        raise ValueError(f"loss is {kind} for {int(nan.sum())} of {nan.numel()} parameter "
+                         f"vector(s) (the first at batch index {first}); at the batch indices "
+                         f"{_indices(nan)}: a state overflowed or the loss callable "
+                         f"returned NaN")
     return cost
+
+
+def _indices(mask: Tensor) -> str:
+    from ._checks import format_indices
+    return format_indices(mask)
 
 
 def _grid(name: str, s: Grid, ref: Tensor) -> Tensor:
@@ -278,6 +288,8 @@ def landscape_lyapunov(model: StateSpaceModel, thetas: Tensor, x0: Tensor, n_ste
     check_nonnegative_int("n_transient", n_transient)
     x0 = _as_like("x0", x0, thetas)
     check_last_dim("x0", x0, model.nx)
+    if n_steps <= 0:
+        check_positive_int("n_steps", n_steps)
     if x0.dim() > 2 or x0.numel() == 0:
         raise ValueError(f"x0 must have shape (Nx,) or (K, Nx) with K >= 1, got {tuple(x0.shape)}")
     u = thetas.new_zeros(model.nu) if u is None else _as_like("u", u, thetas)

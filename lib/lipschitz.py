@@ -31,7 +31,8 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from ._checks import check_finite, check_positive_int
+from ._checks import (ArgumentTypeError, check_callable, check_finite, check_finite_result,
+                      check_positive_int, check_tensor)
 from .dynamics import rollout
 from .models import OrthogonalRNN, modrelu
 
@@ -70,7 +71,10 @@ OutputBound = Union[Number, Callable[[Tensor], Tensor]]
 def _const(name: str, value: Number, *, positive: bool = False) -> Tensor:
     """A constant of the bounds as a float64 tensor; finite and >= 0 (> 0 if ``positive``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
-        raise ValueError(f"{name} must be a real number or a tensor, got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name} must be a real number or a tensor, got "
+                                f"{type(value).__name__}")
+    if isinstance(value, Tensor) and (value.dtype == torch.bool or value.is_complex()):
+        raise ArgumentTypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
     v = torch.as_tensor(value, dtype=torch.float64)
     if not bool(torch.isfinite(v).all()):
         raise ValueError(f"{name} must be finite, got {value!r}")
@@ -88,7 +92,13 @@ def _horizon(N: int) -> int:
 
 
 def _times(t: Number) -> Tensor:
-    v = torch.as_tensor(t, dtype=torch.float64)
+    if isinstance(t, bool) or isinstance(t, str):
+        raise ArgumentTypeError(f"t must be a number or a tensor of numbers, got {t!r}")
+    try:
+        v = torch.as_tensor(t, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"t must be a number or a tensor of numbers, got "
+                                f"{type(t).__name__}") from None
     if not bool(torch.isfinite(v).all()):
         raise ValueError(f"t must be finite, got {t!r}")
     if not bool((v >= 0).all()):
@@ -127,9 +137,10 @@ def log_S(t: Number, Lf: Number) -> Tensor:
 def S(t: Number, Lf: Number) -> Tensor:
     """S(t) of eq. (S11): ``sqrt(Σ_{ℓ=0..t} Lf^{2ℓ})``, i.e. ``sqrt(t+1)`` at Lf = 1 and
     ``sqrt((Lf^{2t+2} - 1) / (Lf^2 - 1))`` otherwise (no cancellation near Lf = 1; see
-    :func:`log_S`). Vectorised: ``t`` and ``Lf`` broadcast. ``inf`` beyond float range.
+    :func:`log_S`). Vectorised: ``t`` and ``Lf`` broadcast. ``+inf`` beyond float range (a
+    true, vacuous bound; :func:`log_S` gives its finite logarithm).
     """
-    return torch.exp(log_S(t, Lf))
+    return _values(log_S(t, Lf), False, "use log_S for its logarithm")
 
 
 def output_bound(t: Number, Lf: Number, Lg: Number, radius: Number, offset: Number = 0.0) -> Tensor:
@@ -157,6 +168,19 @@ def _output_values(name: str, M: OutputBound, t: Tensor) -> Tensor:
     return _const(name, M).to(t.device).unsqueeze(-1).expand(*torch.as_tensor(M).shape, t.shape[-1])
 
 
+def _values(log_values: Tensor, log: bool, hint: str = "pass log=True for its logarithm") -> Tensor:
+    """The bound itself, or its logarithm with ``log=True``.
+
+    A bound beyond float range is ``+inf``: the correctly rounded value of an upper bound,
+    and still a true (vacuous) bound, the one legitimate non-finite result of this module
+    (its logarithm, with ``log=True`` or :func:`log_S`, stays finite). NaN never comes back.
+    """
+    if log:
+        return check_finite_result("the logarithm of the bound", log_values, allow_neginf=True)
+    return check_finite_result("the bound", torch.exp(log_values), allow_neginf=False) \
+        if bool(torch.isnan(log_values).any()) else torch.exp(log_values)
+
+
 def _log(x: Tensor) -> Tensor:
     return torch.log(x)  # log(0) = -inf is wanted: a zero constant drops its term
 
@@ -180,7 +204,7 @@ def L_V(N: int, *, Lf: Number, Lg: Number, K1: Number, K2: Number, Ly: Number,
     coef = K0_.unsqueeze(-1) + (K1_ * Ly_).unsqueeze(-1) + K2_.unsqueeze(-1) * Mt
     terms = _log(coef) + log_S(t, Lf_.unsqueeze(-1))
     out = torch.logcumsumexp(terms, dim=-1) + _log(Lg_).unsqueeze(-1) - torch.log(t)
-    return out if log else torch.exp(out)
+    return _values(out, log)
 
 
 # --------------------------------------------------------------------------- B.4
@@ -231,7 +255,7 @@ def P(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, log: bool = F
     a = _log(Lg_ * dLf_)[..., None, None] + R
     b = (_log(Lf_ * dLg_)[..., None] + ls).unsqueeze(-1)
     out = (log_pow + torch.logaddexp(a, b.expand_as(a))).masked_fill(mask, -math.inf)
-    return out if log else torch.exp(out)
+    return _values(out, log)
 
 
 def _Mvals(N, M, M_psi, K4_, t):
@@ -254,7 +278,7 @@ def Q(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, K4: Number,
     a = (_log(Mpsi * (Lg_ * dLf_).unsqueeze(-1))).unsqueeze(-1) + R
     b = (_log(Lf_).unsqueeze(-1) + _log(Tt) + ls).unsqueeze(-1)
     out = (log_pow + torch.logaddexp(a, b.expand_as(a))).masked_fill(mask, -math.inf)
-    return out if log else torch.exp(out)
+    return _values(out, log)
 
 
 def _log_geometric(t: Tensor, Lf: Tensor) -> Tensor:
@@ -291,7 +315,7 @@ def L_J(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, log: bool =
     lA = _log_A(t, Lf_, ls, lG)
     out = torch.logsumexp(torch.stack(torch.broadcast_tensors(
         _log(Lg_ * dLf_) + lA, _log(Lf_ * dLg_) + ls + lG, _log(dLg_) + ls)), dim=0)
-    return out if log else torch.exp(out)
+    return _values(out, log)
 
 
 def L_Jyhat(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, K4: Number,
@@ -312,7 +336,7 @@ def L_Jyhat(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, K4: Num
     lA = _log_A(t, Lf_, ls, lG)
     out = torch.logsumexp(torch.stack(torch.broadcast_tensors(
         _log(Mpsi * Lg_ * dLf_) + lA, _log(Lf_ * Tt) + ls + lG, _log(Tt) + ls)), dim=0)
-    return out if log else torch.exp(out)
+    return _values(out, log)
 
 
 def L_V_prime(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, K3: Number,
@@ -328,7 +352,7 @@ def L_V_prime(N: int, *, Lf: Number, Lg: Number, dLf: Number, dLg: Number, K3: N
     terms = torch.logaddexp(_log(K3_ * Ly_).unsqueeze(-1) + lj, ljy)
     t = torch.arange(1, N + 1, dtype=torch.float64, device=terms.device)
     out = torch.logcumsumexp(terms, dim=-1) - torch.log(t)
-    return out if log else torch.exp(out)
+    return _values(out, log)
 
 
 def fit_growth(N: Tensor, log_values: Tensor, kind: str) -> Tensor:
@@ -337,15 +361,28 @@ def fit_growth(N: Tensor, log_values: Tensor, kind: str) -> Tensor:
     ``kind="power"``: the exponent ``a`` of ``N^a`` (slope of log value vs log N);
     ``kind="exp"``: the rate ``r`` of ``exp(r N)`` (slope of log value vs N). Pass
     logarithms so that values beyond float range can be fitted.
+
+    ``N`` is 1-D with at least two distinct values (a slope needs two points), and
+    ``log_values`` has shape ``(..., len(N))``; the result has shape ``log_values.shape[:-1]``.
     """
     if kind not in ("power", "exp"):
         raise ValueError(f"kind must be 'power' or 'exp', got {kind!r}")
-    n = torch.as_tensor(N, dtype=torch.float64)
+    n = _const("N", N) if not isinstance(N, (list, tuple)) else torch.as_tensor(
+        N, dtype=torch.float64)
     check_finite("N", n)
+    if n.dim() != 1:
+        raise ValueError(f"N must be a 1-D tensor of horizons, got shape {tuple(n.shape)}")
     if not bool((n > 0).all()):
         raise ValueError("N must be > 0")
-    lv = torch.as_tensor(log_values, dtype=torch.float64)
-    check_finite("log_values", lv)
+    if n.numel() < 2 or bool((n == n[0]).all()):
+        raise ValueError(f"N must hold at least two distinct horizons to fit a slope, got "
+                         f"{n.tolist()}")
+    lv = log_values
+    if isinstance(lv, (list, tuple)):
+        lv = torch.as_tensor(lv, dtype=torch.float64)
+    check_tensor("log_values", lv, floating=True, min_ndim=1, last=n.numel(),
+                 what=f"(..., {n.numel()}) (one value per N)")
+    lv = lv.to(torch.float64)
     x = torch.log(n) if kind == "power" else n
     x = x - x.mean()
     return ((lv - lv.mean(-1, keepdim=True)) * x).sum(-1) / (x * x).sum()
@@ -443,8 +480,9 @@ def max_ratio(fun: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, *, value_di
     maximum over the P pairs. Returns a tensor of shape ``batch``: a lower bound of the
     Lipschitz constant on any set that holds the pairs.
     """
+    check_callable("fun", fun)
     for name, v in (("a", a), ("b", b)):
-        check_finite(name, v)
+        check_tensor(name, v, floating=True)
         if v.dim() != 2:
             raise ValueError(f"{name} must have shape (P, d), got {tuple(v.shape)}")
     if a.shape != b.shape:
@@ -483,12 +521,13 @@ def cost_curves(model, params: Tensor, u: Tensor, y: Tensor, loss: str | Callabl
     loss_fn = LOSSES.get(loss) if isinstance(loss, str) else loss
     if loss_fn is None or not callable(loss_fn):
         raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
-    check_finite("params", params)
+    _check_model(model)
+    check_tensor("params", params, floating=True)
     nth, nx = model.n_params, model.nx
     if params.dim() != 2 or params.shape[-1] != nth + nx:
         raise ValueError(f"params must have shape (P, {nth + nx}) = (P, Nθ + Nx), got {tuple(params.shape)}")
-    check_finite("u", u)
-    check_finite("y", y)
+    check_tensor("u", u, floating=True)
+    check_tensor("y", y, floating=True)
     if u.dim() < 2 or u.shape[0] < 2:
         raise ValueError(f"u must have shape (N + 1, ..., Nu) with N >= 1, got {tuple(u.shape)}")
     n = u.shape[0] - 1
@@ -504,7 +543,9 @@ def cost_curves(model, params: Tensor, u: Tensor, y: Tensor, loss: str | Callabl
         f, g = _maps(model, theta.unsqueeze(0))
         _, yh = rollout(f, g, theta.unsqueeze(0), x0.unsqueeze(0), u)
         losses = loss_fn(yh[1:], y if y.dim() == 4 else y.unsqueeze(1).unsqueeze(1))[:, 0]
-        return (torch.cumsum(losses, 0) / steps[:, None]).T.detach(), None
+        V = (torch.cumsum(losses, 0) / steps[:, None]).T.detach()
+        return check_finite_result("the cost V", V, batch_dims=1, hint="rows of params whose "
+                                   "rollout or loss left the floats"), None
     P_ = params.shape[0]
     eye = torch.eye(nth, dtype=params.dtype, device=params.device)
     if wrt is not None:
@@ -526,7 +567,16 @@ def cost_curves(model, params: Tensor, u: Tensor, y: Tensor, loss: str | Callabl
         tan = torch.zeros_like(val)
     V = (torch.cumsum(val[:, 0], 0) / steps[:, None]).T
     G = (torch.cumsum(tan, 0) / steps[:, None, None]).permute(2, 0, 1)
+    check_finite_result("the cost V", V, batch_dims=1, hint="rows of params whose rollout or "
+                        "loss left the floats")
+    check_finite_result("the gradient of V", G, batch_dims=1)
     return V.detach(), G.detach()
+
+
+def _check_model(model) -> None:
+    if not all(hasattr(model, a) for a in ("f", "g", "n_params", "nx", "nu")):
+        raise ArgumentTypeError(f"model must be a lib.models state-space model (f, g, n_params, "
+                                f"nx, nu), got {type(model).__name__}")
 
 
 def _maps(model, theta: Tensor):
@@ -551,10 +601,12 @@ def output_jacobians(model, params: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     with the Nθ tangents on a leading batch axis. Returns ``ŷ`` of shape ``(P, N + 1, Ny)``
     and ``J`` of shape ``(P, N + 1, Ny, Nθ)``.
     """
-    check_finite("params", params)
+    _check_model(model)
+    check_tensor("params", params, floating=True)
     nth, nx = model.n_params, model.nx
     if params.dim() != 2 or params.shape[-1] != nth + nx:
         raise ValueError(f"params must have shape (P, {nth + nx}) = (P, Nθ + Nx), got {tuple(params.shape)}")
+    check_tensor("u", u, floating=True, ndim=2, what=f"(N + 1, {model.nu})")
     P_ = params.shape[0]
     theta, x0 = params[:, :nth], params[:, nth:]
     eye = torch.eye(nth, dtype=params.dtype, device=params.device)
@@ -585,7 +637,7 @@ def empirical_lipschitz(model, a: Tensor, b: Tensor, u: Tensor, y: Tensor,
     constants on any set holding the pairs).
     """
     for name, v in (("a", a), ("b", b)):
-        check_finite(name, v)
+        check_tensor(name, v, floating=True)
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"a and b must both have shape (P, d), got {tuple(a.shape)} and {tuple(b.shape)}")
     dist = torch.linalg.vector_norm(a - b, dim=-1)
@@ -607,7 +659,7 @@ def sample_pairs(center: Tensor, n_pairs: int, *, spread: float, delta: float,
     ``a = center + spread * N(0, I)`` and ``b = a + delta * v`` with ``v`` a uniformly random
     unit vector, so ``||a - b|| = delta`` exactly. Returns ``(a, b)``, each ``(n_pairs, d)``.
     """
-    check_finite("center", center)
+    check_tensor("center", center, floating=True)
     if center.dim() != 1:
         raise ValueError(f"center must be a flat (1-D) tensor, got shape {tuple(center.shape)}")
     check_positive_int("n_pairs", n_pairs)
@@ -659,9 +711,10 @@ def initial_state_gradients(model, theta: Tensor, x0: Tensor, u: Tensor, y: Tens
     loss_fn = LOSSES.get(loss) if isinstance(loss, str) else loss
     if loss_fn is None or not callable(loss_fn):
         raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
+    _check_model(model)
     nth, nx = model.n_params, model.nx
     for name, v in (("theta", theta), ("x0", x0), ("u", u), ("y", y)):
-        check_finite(name, v)
+        check_tensor(name, v, floating=True)
     if theta.dim() != 1 or theta.shape[0] != nth:
         raise ValueError(f"theta must have shape ({nth},) = (Nθ,), got {tuple(theta.shape)}")
     if x0.dim() != 2 or x0.shape[0] == 0 or x0.shape[1] != nx:
@@ -691,4 +744,7 @@ def initial_state_gradients(model, theta: Tensor, x0: Tensor, u: Tensor, y: Tens
     cost = (torch.cumsum(val[:, 0], 0) / steps[:, None]).T
     gradient = (torch.cumsum(tan, 0) / steps[:, None, None]).permute(2, 0, 1)
     jac = x_tan.permute(2, 0, 3, 1)  # [p, t, i, j] = ∂x_t,i / ∂x0_j
+    for what, value in (("the cost", cost), ("the gradient", gradient), ("the Jacobian", jac)):
+        check_finite_result(what, value, batch_dims=1, hint="initial states (rows of x0) whose "
+                            "rollout or loss left the floats")
     return InitialStateGradients(cost.detach(), gradient.detach(), jac.detach())

@@ -50,9 +50,17 @@ def use_book_style() -> None:
 
 
 def to_numpy(value) -> np.ndarray:
+    """A tensor, array or sequence of numbers as a NumPy array (on the CPU, detached)."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
-    return np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise TypeError(f"value must be a tensor, array or sequence of numbers, got "
+                        f"{type(value).__name__}")
+    return arr
 
 
 def orbit_diagram(
@@ -72,9 +80,10 @@ def orbit_diagram(
     is drawn at abscissa ``params[i]``: fixed points show as single curves, cycles of period
     k as k branches, chaos as filled bands.
     """
+    _check_axes(ax)
     p = to_numpy(params).reshape(-1)
     v = to_numpy(values)
-    if v.shape[0] != p.shape[0]:
+    if v.ndim == 0 or v.shape[0] != p.shape[0]:
         raise ValueError(
             f"values must have params' length {p.shape[0]} as first dimension, got {v.shape}"
         )
@@ -88,6 +97,11 @@ def orbit_diagram(
     return ax
 
 
+def _check_axes(ax) -> None:
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+
+
 def lyapunov_curve(
     ax: Axes,
     params,
@@ -98,8 +112,19 @@ def lyapunov_curve(
     ylabel: str = "Lyapunov exponent (nats/step)",
 ) -> Axes:
     """Plot Lyapunov exponents ``(P,)`` or ``(P, k)`` against ``params`` with a zero line."""
+    _check_axes(ax)
     p = to_numpy(params).reshape(-1)
-    e = to_numpy(exponents).reshape(p.shape[0], -1)
+    e = to_numpy(exponents)
+    if e.ndim not in (1, 2) or e.shape[0] != p.shape[0] or p.shape[0] == 0:
+        raise ValueError(f"exponents must have shape (P,) or (P, k) with P = {p.shape[0]} "
+                         f"(params' length), got {e.shape}")
+    if np.isnan(e).any() or np.isposinf(e).any():
+        raise ValueError("exponents must not be NaN or +inf (-inf, a superstable orbit, is "
+                         "drawn off the axis)")
+    e = e.reshape(p.shape[0], -1)
+    if labels is not None and len(labels) != e.shape[1]:
+        raise ValueError(f"labels must hold one label per exponent ({e.shape[1]}), got "
+                         f"{len(labels)}")
     for j in range(e.shape[1]):
         label = labels[j] if labels is not None else (f"$\\lambda_{j + 1}$" if e.shape[1] > 1 else None)
         ax.plot(p, e[:, j], lw=0.8, label=label)

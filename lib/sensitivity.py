@@ -48,7 +48,8 @@ from torch.func import jacrev, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ._checks import check_finite, check_flat, check_positive_int
+from ._checks import (ArgumentTypeError, check_callable, check_finite, check_finite_result,
+                      check_flat, check_positive_int, check_tensor)
 from .dynamics import rollout
 
 Map = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -112,10 +113,8 @@ class Sensitivities(NamedTuple):
 def _check_inputs(theta: Tensor, x0: Tensor, u: Tensor) -> int:
     """Validate ``theta (Nθ,)``, ``x0 (Nx,)``, ``u (N, Nu)``; return N."""
     check_flat("theta", theta)
-    if not isinstance(x0, Tensor):
-        raise ValueError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-    if not isinstance(u, Tensor):
-        raise ValueError(f"u must be a torch.Tensor, got {type(u).__name__}")
+    check_tensor("x0", x0, finite=False)
+    check_tensor("u", u, finite=False)
     if x0.dim() != 1:
         raise ValueError(f"x0 must be one state of shape (Nx,), got shape {tuple(x0.shape)}")
     if u.dim() != 2:
@@ -124,9 +123,10 @@ def _check_inputs(theta: Tensor, x0: Tensor, u: Tensor) -> int:
         raise ValueError("u must hold at least one time step, got N = 0")
     for name, value in (("theta", theta), ("x0", x0), ("u", u)):
         if not value.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
+            raise ArgumentTypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
         if value.dtype != theta.dtype:
-            raise ValueError(f"{name} must have theta's dtype {theta.dtype}, got {value.dtype}")
+            raise ArgumentTypeError(f"{name} must have theta's dtype {theta.dtype}, got "
+                                    f"{value.dtype}")
         check_finite(name, value)
     return u.shape[0]
 
@@ -147,6 +147,8 @@ def _first_call(name: str, fn: Map, x: Tensor, u_t: Tensor, theta: Tensor) -> Te
 
 
 def _check_maps(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor) -> None:
+    check_callable("f", f, "(x, u, theta) -> next state")
+    check_callable("g", g, "(x, u, theta) -> output")
     x1 = _first_call("f", f, x0, u[0], theta)
     if x1.shape != x0.shape:
         raise ValueError(
@@ -174,10 +176,37 @@ def _chunks(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor,
     """Yield :class:`Jacobians` for consecutive chunks of at most ``chunk_size`` steps.
 
     Within a chunk the states are computed first (a loop over time, no autograd), then the
-    Jacobians of every step at once under ``vmap``. Memory is O(chunk_size · Nx · Nθ),
+    Jacobians of every step at once under ``vmap``; a map that works eagerly but cannot be
+    vmapped (it writes in place into a buffer it creates) falls back to one Jacobian per
+    step by eager autograd, with the same values. Memory is O(chunk_size · Nx · Nθ),
     independent of N.
     """
-    step = vmap(_step_jacobians(f, g), in_dims=(0, 0, None))
+    vmapped = vmap(_step_jacobians(f, g), in_dims=(0, 0, None))
+
+    def eager(X: Tensor, uc: Tensor, th: Tensor):
+        """Per-step Jacobians by eager autograd: for maps that work eagerly but cannot be
+        vmapped (in-place writes into a new buffer, data-dependent Python control flow)."""
+        per = []
+        for k in range(uc.shape[0]):
+            def fg(x, p, u_t=uc[k]):
+                return f(x, u_t, p), g(x, u_t, p)
+            (fx, gx) = fg(X[k], th)
+            (A, B), (C, F) = torch.autograd.functional.jacobian(fg, (X[k], th),
+                                                                vectorize=False)
+            per.append((A, B, C, F, gx.detach()))
+        A, B, C, F, y = (torch.stack(z) for z in zip(*per))
+        return ((A, B), (C, F)), (None, y)
+
+    mode = ["vmap"]
+
+    def step(X: Tensor, uc: Tensor, th: Tensor):
+        if mode[0] == "vmap":
+            try:
+                return vmapped(X, uc, th)
+            except RuntimeError:  # e.g. "vmap: inplace arithmetic ... is not possible"
+                mode[0] = "eager"
+        return eager(X, uc, th)
+
     N = u.shape[0]
     x = x0.detach()
     theta = theta.detach()
@@ -276,7 +305,11 @@ def forward_sensitivity(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor, *,
             Js.append(jac.C[k] @ D + jac.F[k])
             D = jac.A[k] @ D + jac.B[k]
         ys.append(jac.y_hat)
-    return torch.cat(ys), torch.stack(Js)
+    y_hat, J = torch.cat(ys), torch.stack(Js)
+    check_finite_result("the outputs", y_hat, batch_dims=1, hint="time steps where the "
+                        "trajectory left the floats")
+    return y_hat, check_finite_result("the sensitivities J", J, batch_dims=1,
+                                      hint="time steps where the recursion left the floats")
 
 
 def state_sensitivity(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor, *,
@@ -325,9 +358,9 @@ def initial_state_sensitivity(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tens
 # --------------------------------------------------------------------------- closed form S14
 def _check_ABCF(A: Tensor, B: Tensor, C: Tensor, F: Tensor) -> None:
     for name, value in (("A", A), ("B", B), ("C", C), ("F", F)):
-        if not isinstance(value, Tensor) or value.dim() != 3:
-            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"{name} must be a tensor of shape (N, rows, cols), got {shape}")
+        check_tensor(name, value, floating=True, ndim=3, what="(N, rows, cols)")
+        if value.dtype != A.dtype:
+            raise ArgumentTypeError(f"{name} must have A's dtype {A.dtype}, got {value.dtype}")
     N, nx, ntheta, ny = A.shape[0], A.shape[1], B.shape[2], C.shape[1]
     if N == 0:
         raise ValueError("A must hold at least one time step, got N = 0")
@@ -378,14 +411,14 @@ def closed_form_printed(A: Tensor, B: Tensor, C: Tensor, F: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------- the gradient S2
 def _check_targets(y: Tensor, N: int) -> None:
-    if not isinstance(y, Tensor):
-        raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    check_tensor("y", y, finite=False)
     if y.dim() == 0 or y.shape[0] != N:
         raise ValueError(f"y must have one target per time step, shape ({N}, ...), got {tuple(y.shape)}")
     check_finite("y", y)
 
 
 def _check_loss(loss: Loss, y_hat0: Tensor, y0: Tensor) -> None:
+    check_callable("loss", loss, "(y_hat_t, y_t) -> scalar")
     value = loss(y_hat0, y0)
     if not isinstance(value, Tensor) or value.dim() != 0:
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
@@ -402,7 +435,8 @@ def cost(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor, y: Tensor, loss: 
     _check_maps(f, g, theta, x0, u)
     _, y_hat = rollout(f, g, theta, x0, u)
     _check_loss(loss, y_hat[0], y[0])
-    return vmap(loss)(y_hat, y).mean()
+    return check_finite_result("the cost", vmap(loss)(y_hat, y).mean(),
+                               hint="the rollout or the loss left the floats")
 
 
 def cost_gradient(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor, y: Tensor,
@@ -441,7 +475,8 @@ def cost_gradient(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor, y: Tenso
             D = jac.A[k] @ D + jac.B[k]
         t0 += T
         del jac, lp  # hold one chunk at a time
-    return total / N
+    return check_finite_result("the gradient", total / N,
+                               hint="the recursion or the loss's gradient left the floats")
 
 
 # --------------------------------------------------------------------------- BPTT
@@ -479,7 +514,8 @@ def bptt_gradient(f: Map, g: Map, theta: Tensor, x0: Tensor, u: Tensor, y: Tenso
         _check_loss(loss, y_hat[0], y[0])
         V = vmap(loss)(y_hat, y.detach()).mean()
         (gradient,) = torch.autograd.grad(V, th)
-    return gradient
+    return check_finite_result("the gradient", gradient,
+                               hint="the rollout or the loss left the floats")
 
 
 # --------------------------------------------------------------------------- measuring memory
@@ -533,7 +569,7 @@ def peak_tensor_memory(fn: Callable[[], object]) -> tuple[object, int]:
     slower than usual: time it separately.
     """
     if not callable(fn):
-        raise ValueError(f"fn must be callable, got {type(fn).__name__}")
+        raise ArgumentTypeError(f"fn must be callable, got {type(fn).__name__}")
     mode = _TensorMemory()
     with mode:
         result = fn()

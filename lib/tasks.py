@@ -21,17 +21,24 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_nonnegative_int, check_positive_int
+from ._checks import ArgumentTypeError, check_nonnegative_int, check_positive_int, check_real, check_tensor
 from .corpus import Corpus, load_wikitext2  # the WikiText-2 task lives in lib/corpus.py
 
 __all__ = ["symbol_classification", "check_windows", "sine_generation", "sine_frequencies",
            "load_wikitext2", "Corpus"]
 
 
+def _whole(v) -> int:
+    if isinstance(v, bool) or not float(v).is_integer():
+        raise ValueError(v)
+    return int(v)
+
+
 def check_windows(windows: Sequence[Sequence[int]], seq_len: int) -> tuple[tuple[int, int], ...]:
     """Validate half-open windows ``[a, b)``: inside ``[0, seq_len)``, non-empty, disjoint."""
+    check_positive_int("seq_len", seq_len)
     try:
-        ws = tuple((int(a), int(b)) for a, b in windows)
+        ws = tuple((_whole(a), _whole(b)) for a, b in windows)
     except (TypeError, ValueError):
         raise ValueError(f"windows must be a sequence of (start, stop) pairs, got {windows!r}") from None
     if not ws:
@@ -77,6 +84,8 @@ def symbol_classification(
         raise ValueError(f"n_symbols must be an integer >= 1, got {n_symbols!r}")
     check_nonnegative_int("n_distractors", n_distractors)
     check_nonnegative_int("seed", seed)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ArgumentTypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     ws = check_windows(windows, seq_len)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n_in = n_symbols + n_distractors
@@ -101,6 +110,10 @@ def sine_frequencies(n: int = 100, low: float = math.pi / 16, high: float = math
                      *, dtype: torch.dtype = torch.float32) -> Tensor:
     """The reference frequencies ``ω``: ``linspace(π/16, π/8, n)`` (DESIGN.md)."""
     check_positive_int("n", n)
+    check_real("low", low)
+    check_real("high", high)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ArgumentTypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
         raise ValueError(f"low and high must satisfy 0 < low <= high, got {low}, {high}")
     return torch.linspace(low, high, n, dtype=dtype)
@@ -118,7 +131,7 @@ def sine_generation(omegas: Tensor, seq_len: int, *,
         ``u`` of shape ``(T, B, 1)`` (``u_t = ω``) and ``y`` of shape ``(T, B, 1)`` with
         ``y_t = sin(Σ_{k=0}^{t} u_k)``, in the dtype of ``omegas``.
     """
-    check_finite("omegas", omegas)
+    check_tensor("omegas", omegas, floating=True, what="(B,)")
     if omegas.dim() != 1 or omegas.numel() == 0:
         raise ValueError(f"omegas must be a non-empty 1-D tensor, got shape {tuple(omegas.shape)}")
     if not bool((omegas > 0).all()):

@@ -45,7 +45,8 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.nn.utils import parametrize as _parametrize
 
-from ._checks import check_nonnegative_int, check_positive_int, check_positive_real
+from ._checks import (ArgumentTypeError, check_callable, check_nonnegative_int, check_positive_int,
+                      check_positive_real, check_tensor)
 from .dynamics import largest_lyapunov
 
 __all__ = [
@@ -65,6 +66,8 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "CheckpointError",
+    "atomic_write",
+    "sweep_temporary_files",
 ]
 
 
@@ -88,7 +91,18 @@ class Batches:
                  seed: int = 0):
         check_positive_int("batch_size", batch_size)
         check_nonnegative_int("seed", seed)
+        check_tensor("inputs", inputs, finite=False)
+        check_tensor("targets", targets, finite=False)
+        for name, value, dim in (("batch_dim", inputs, batch_dim),
+                                 ("target_batch_dim", targets, target_batch_dim)):
+            if isinstance(dim, bool) or not isinstance(dim, int) or not (
+                    -value.dim() <= dim < value.dim()):
+                raise ValueError(f"{name} must be a dimension of a tensor of shape "
+                                 f"{tuple(value.shape)}, got {dim!r}")
         n = inputs.shape[batch_dim]
+        if n == 0:
+            raise ValueError(f"inputs must hold at least one item along dim {batch_dim}, got "
+                             f"shape {tuple(inputs.shape)}")
         if targets.shape[target_batch_dim] != n:
             raise ValueError(
                 f"targets must hold {n} items along dim {target_batch_dim} (inputs' batch), "
@@ -100,7 +114,8 @@ class Batches:
         self.n = n
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Select the permutation of ``epoch`` (``(seed, epoch)`` seeds it)."""
+        self.epoch = check_nonnegative_int("epoch", epoch)
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -171,7 +186,15 @@ class TruncatedBPTT:
 
 
 def accuracy(output: Tensor, target: Tensor) -> Tensor:
-    """Fraction of arg-max predictions equal to the class ``target`` (logits last)."""
+    """Fraction of arg-max predictions equal to the class ``target`` (logits last).
+
+    ``output`` is ``(..., C)`` (floating point), ``target`` the class indices ``(...)``.
+    """
+    check_tensor("output", output, floating=True, min_ndim=1, finite=False, what="(..., C)")
+    check_tensor("target", target, integer=True, what="(...) of class indices")
+    if tuple(target.shape) != tuple(output.shape[:-1]) or output.shape[-1] == 0:
+        raise ValueError(f"target must have shape {tuple(output.shape[:-1])} (output's without "
+                         f"its last dimension), got {tuple(target.shape)}")
     return (output.argmax(dim=-1) == target).float().mean()
 
 
@@ -190,12 +213,20 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the generators saved by :func:`rng_state`."""
+    """Restore the generators saved by :func:`rng_state`.
+
+    Every tensor of ``state`` is moved to the CPU before it is converted: a checkpoint
+    loaded with ``map_location="cuda"`` (a run resumed on a GPU) holds them on the GPU,
+    where ``torch.set_rng_state`` and ``.numpy()`` refuse them.
+    """
+    if not isinstance(state, Mapping) or not {"torch", "python", "numpy"} <= set(state):
+        raise ValueError("state must be a mapping saved by rng_state() (keys torch, python, "
+                         "numpy)")
     torch.set_rng_state(state["torch"].cpu())
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
@@ -212,13 +243,28 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_TMP_SUFFIX = ".tmp"
+_TMP_PREFIX = ".rnnbook-"
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder,
-    flushed to disk (fsync), then renamed over ``path``. A process killed while writing
-    leaves the previous file intact and no temporary file behind (it is removed on any
-    exception; a hard kill can leave one ``<name>.*.tmp``, never a truncated ``path``)."""
+    """Write ``data`` to ``path`` atomically: THE way ``lib`` writes an output file.
+
+    A temporary file with an unpredictable name (``tempfile.mkstemp``: created with
+    ``O_EXCL``, so it never follows or reuses a planted symlink) in the same folder,
+    written, flushed to disk (fsync), then renamed over ``path`` (``os.replace`` replaces a
+    symlink at ``path`` itself and never writes through it), and the folder's entry is
+    synced too. A process killed while writing leaves the previous file intact, never a
+    truncated ``path``; a hard kill can leave one ``.rnnbook-<name>.<random>.tmp``, which
+    :func:`sweep_temporary_files` removes at the next start.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(f"data must be bytes, got {type(data).__name__}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the folder of {str(path)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX,
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -230,6 +276,32 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some file systems cannot sync a folder
+        pass
+
+
+def sweep_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left in ``folder`` and its
+    sub-folders when a process was killed mid-write; return them. Call it only while
+    holding the folder's lock (no other writer is running)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    # this module's names, and those of the versions before the prefix existed
+    for pattern in (f"{_TMP_PREFIX}*{_TMP_SUFFIX}", f"*.pt.*{_TMP_SUFFIX}",
+                    f"*.json.*{_TMP_SUFFIX}"):
+        for p in folder.rglob(pattern):
+            if p.is_file() and not p.is_symlink():
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:

@@ -37,7 +37,8 @@ from torch import nn
 from .. import seed_everything
 from ..models import STABLE_RULES
 from ..training import (CheckpointError, atomic_write, OrbitRecorder, TrainResult, load_checkpoint,
-                        lyapunov_sampler, orbit_sampler, save_checkpoint, train)
+                        lyapunov_sampler, orbit_sampler, save_checkpoint, sweep_temporary_files,
+                        train)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOSS_REDUCTIONS = ("sum", "mean")
@@ -305,17 +306,29 @@ def config_from_args(base: Any, args) -> Any:
 
 
 # ----------------------------------------------------------------------------- provenance
-def git_commit(root: Path = ROOT) -> str:
-    """``git rev-parse HEAD`` (with ``-dirty`` if tracked files changed), or ``"unknown"``."""
+def git_state(root: Path = ROOT) -> dict[str, Any]:
+    """``{"commit": HEAD, "modified": n, "untracked": m, "dirty": n + m > 0}`` of the
+    checkout ``root`` (ignored files do not count; an untracked source file does, since it
+    can change what ran), or ``{"commit": "unknown", ...}`` outside a git checkout."""
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
                               capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                "--untracked-files=no"], check=True, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return head + ("-dirty" if dirty else "")
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=all"], check=True, capture_output=True,
+                                text=True, timeout=10).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return {"commit": "unknown", "modified": None, "untracked": None, "dirty": None}
+    untracked = sum(1 for line in status if line.startswith("??"))
+    modified = len(status) - untracked
+    return {"commit": head, "modified": modified, "untracked": untracked,
+            "dirty": modified + untracked > 0}
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """``git rev-parse HEAD`` (with ``-dirty`` if tracked files changed or untracked files
+    exist), or ``"unknown"``."""
+    state = git_state(root)
+    return state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def device_name(device: str | torch.device) -> str:
@@ -421,20 +434,56 @@ def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: 
         except Timeout:
             raise ConfigError("out", f"{str(out)!r} is in use by another run (locked)") from None
     with lock:
+        if out is not None:  # what a run killed mid-write left behind
+            sweep_temporary_files(out)
         return _train_and_save(cfg, out, model, experiment=experiment, recorders=recorders,
                                device=device, progress=progress, resume=resume,
                                summarize=summarize, **train_kwargs)
 
 
+PROVENANCE = ".invocations.json"  # every invocation on an output folder, resumes included
+
+
+def _invocations(out: Path | None, resume: bool) -> tuple[dict[str, Any], Callable]:
+    """The folder's record of invocations, counted with this one, and a callback that
+    keeps its cumulative wall time current after every epoch (a killed invocation's time
+    counts too)."""
+    t0 = time.perf_counter()
+    if out is None:
+        state = {"invocations": 1, "resumes": 0, "previous_wall_seconds": 0.0}
+        return state, lambda *a: None
+    path = out / PROVENANCE
+    prev: dict[str, Any] = {}
+    if resume and (out / "checkpoint.pt").exists() and path.is_file():
+        try:
+            prev = json.loads(path.read_text())
+        except (OSError, ValueError):
+            prev = {}
+    resumed = bool(resume and (out / "checkpoint.pt").exists())
+    state = {"invocations": int(prev.get("invocations", 1 if resumed else 0)) + 1,
+             "resumes": int(prev.get("resumes", 0)) + int(resumed),
+             "previous_wall_seconds": float(prev.get("wall_seconds_total", 0.0))}
+
+    def update(*_args) -> None:
+        state["wall_seconds_total"] = state["previous_wall_seconds"] + time.perf_counter() - t0
+        write_json(path, {k: v for k, v in state.items() if k != "previous_wall_seconds"})
+
+    update()
+    return state, update
+
+
 def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress, resume,
                     summarize, **train_kwargs) -> RunResult:
     t0 = time.perf_counter()
+    invocations, update = _invocations(out, resume)
+    train_kwargs["callbacks"] = [*train_kwargs.get("callbacks", ()), update]
     result = train(model, epochs=cfg.epochs, lr=cfg.lr, clip=cfg.clip,
                    recorders=list(recorders.values()),
                    checkpoint=None if out is None else out / "checkpoint.pt", resume=resume,
                    config=identity(cfg), device=device, progress=progress,
                    desc=f"{experiment} {cfg.model} seed {cfg.seed}", **train_kwargs)
     wall = time.perf_counter() - t0
+    update()
     h = result.history
     summary = {k: h[k][-1] for k in h if k.startswith(("train_", "val_")) and h[k]}
     for key, rec in recorders.items():
@@ -457,10 +506,16 @@ def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress,
                 orbits[f"{key}_drift_epochs"] = torch.tensor(rec.drift_epochs)
         save_checkpoint(out / "orbits.pt", orbits)
         save_checkpoint(out / "model.pt", {"model": model.state_dict()})
+        git = git_state()
         write_json(out / "run.json", {
             "experiment": experiment,
             "config": config_dict(cfg),
-            "commit": git_commit(),
+            "commit": git["commit"] + ("-dirty" if git["dirty"] else ""),
+            "dirty": git["dirty"],
+            "git": git,
+            "resumes": invocations["resumes"],
+            "invocations": invocations["invocations"],
+            "wall_seconds_total": invocations["wall_seconds_total"],
             "device": device_name(device),
             "torch": torch.__version__,
             "python": platform.python_version(),
