@@ -29,7 +29,14 @@
    ``{exercise}`` without a ``:label:``, or without a title and a short first sentence to
    stand in for it, is reported as a warning (an error under ``-W``).
 
-3. **Author-year bibliography.** The chapters cite author-year ("Bengio et al. (1994)",
+3. **Repository buttons from one setting.** ``repository.url`` in ``_config.yml`` is the
+   only place the repository's address is set. While it is empty, the repository,
+   issues and edit buttons and the launch (Binder) button are hidden, and chapters still
+   offer their notebook as an ``.ipynb`` download (the theme only writes that copy when a
+   launch button is shown, so the extension writes it). Once it is set, the repository
+   button and the Binder button appear.
+
+4. **Author-year bibliography.** The chapters cite author-year ("Bengio et al. (1994)",
    ``bibtex_reference_style: book_author_year``), and the bibliography's labels say the
    same ("[Bengio et al., 1994]", ``bibtex_default_style: book``), sorted by author, year
    and title. Two works with the same label get "2020a", "2020b", in the labels and in the
@@ -41,6 +48,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +98,42 @@ def use_local_assets(app: Sphinx, config) -> None:
     # The standalone build of the widget manager: it bundles the standard widget models and
     # renders every saved widget on the page when it loads; no require.js needed.
     config.nb_ipywidgets_js = {WIDGETS_FILE: {}}
+
+
+REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button",
+                      "use_source_button")
+
+
+def repository_buttons(app: Sphinx, config) -> None:
+    """Show the repository and launch buttons only when ``repository.url`` is set."""
+    opts = dict(config.html_theme_options or {})
+    app.config.book_repository_url = (opts.get("repository_url") or "").strip()
+    if app.config.book_repository_url:
+        opts["use_repository_button"] = True
+    else:
+        opts.pop("repository_url", None)
+        for key in REPOSITORY_BUTTONS:
+            opts[key] = False
+        opts["launch_buttons"] = {}
+    config.html_theme_options = opts
+
+
+def notebook_download(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """The executed notebook of a MyST-markdown chapter, offered as an .ipynb download when
+    no launch button is configured (the theme writes it only for its launch buttons)."""
+    if app.config.book_repository_url or doctree is None:
+        return
+    if "kernelspec" not in app.env.metadata.get(pagename, {}):
+        return
+    if not str(context.get("sourcename", "")).endswith((".md", ".md.txt")):
+        return
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
 
 
 def dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
@@ -422,6 +466,9 @@ def register_bibliography_styles() -> None:
 def setup(app: Sphinx) -> dict:
     register_bibliography_styles()
     app.connect("config-inited", use_local_assets, priority=900)
+    app.add_config_value("book_repository_url", "", "html")
+    app.connect("config-inited", repository_buttons, priority=900)
+    app.connect("html-page-context", notebook_download, priority=450)
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.add_js_file("book-mathjax-shim.js", priority=510, defer="defer")
     app.add_css_file("book.css", priority=900)
