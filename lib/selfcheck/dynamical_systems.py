@@ -153,6 +153,6 @@ def _flip_point() -> float:
 def _flip(answer) -> None:
     s = float(answer)
     ref = _flip_point()
-    assert abs(s - ref) < 1e-3, (f"s* = {s:.4f} is not where the spectral radius reaches 1 "
+    assert abs(s - ref) < 5e-4, (f"s* = {s:.4f} is not where the spectral radius reaches 1 "
                                  "(||s W0||_2 = 1 is a sufficient condition for a contraction, "
                                  "far from the loss of stability)")
