@@ -24,7 +24,7 @@ endif
 WEB := $(VENV)/share/book-web/installed.json
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup book test lab clean benchmarks chapter-times browser
+.PHONY: setup book test lab clean benchmarks chapter-times browser student tex pdf pdf-check
 
 setup: $(STAMP) $(WEB)
 
@@ -47,6 +47,39 @@ browser:
 	  echo "installing chromium for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
+
+# TeX Live from Debian's packages for `make pdf` (about 80 MB to download), installed when
+# missing and running as root; XeLaTeX with the FreeFont fonts typesets the book's Unicode.
+# poppler-utils (pdfinfo, pdfimages) for the PDF's checks.
+TEX_PACKAGES := texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+  texlive-xetex latexmk fonts-freefont-otf poppler-utils
+tex:
+	@if ! dpkg -s $(TEX_PACKAGES) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing TeX Live for the PDF"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(TEX_PACKAGES) >/dev/null; \
+	  elif ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null; then \
+	    echo "make pdf needs TeX Live; as root: apt-get install $(TEX_PACKAGES)" >&2; exit 1; \
+	  fi; \
+	fi
+
+# The student edition (tools/student.py): notebooks and a site without solutions, and the
+# solutions manual, in _build/student/; then the test that no solution leaks into it.
+# Built from the executed notebooks of `make test` (chapters without one are executed).
+student: $(STAMP) $(WEB)
+	$(PY) tools/student.py
+	STUDENT_EDITION=$(CURDIR)/_build/student $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  tests/test_student.py
+
+# The book as one PDF through Jupyter Book's LaTeX builder (tools/build_pdf.py), from the
+# executed notebooks of `make test`: _build/book.pdf. pdf-check also verifies it (page
+# count, LaTeX errors, missing files, every figure included).
+pdf: $(STAMP) tex
+	$(PY) tools/build_pdf.py
+
+pdf-check: $(STAMP) tex
+	$(PY) tools/build_pdf.py --check
 
 book: $(STAMP) $(WEB)
 	set -o pipefail; $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
