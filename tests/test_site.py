@@ -14,6 +14,22 @@ offline. For every page the test checks:
 - the console shows no error, no request failed, no response had an HTTP error;
 - chapters offer their notebook as an ``.ipynb`` download that is a valid notebook.
 
+The reader's checks (issue 15) are separate tests, one per kind of defect, on the same
+browsing of the site, so a failure names what is wrong:
+
+- ``test_no_widget_without_static_twin``: no live widget on a static page (its controls do
+  nothing without a kernel); each "run this page in Jupyter" note has its static figure;
+- ``test_no_figure_twice``: no image twice on a page (same bytes);
+- ``test_no_progress_bar_text``: no progress-bar output ("it/s", "%|", "0/60");
+- ``test_chapter_prefixed_numbers``: figures, tables, theorems, exercises and equations
+  of chapter N are numbered "N.k";
+- ``test_no_internal_words``: no planning-file names, issue numbers, internal result or run
+  folders, test or benchmark files, temporary paths or raw warnings on a page;
+- ``test_figure_text_legible``: no figure shrunk so much that 9-pt text in it is smaller
+  than ``MIN_TEXT_PX`` on the screen (from the image's size, its dpi and its display width);
+- ``test_every_exercise_tagged`` and ``test_exercise_index``: every exercise carries its
+  difficulty, type and time, and the index gives each a summary, without build jargon.
+
 A full-page screenshot of each page is saved to ``_build/screenshots/``.
 
 Needs ``/usr/bin/chromium`` (Debian's ``chromium``; ``make test`` and this test install it
@@ -47,8 +63,29 @@ CHROMIUM_ARGS = [
 ]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PAGE_TIMEOUT_MS = 60_000
-MIN_EXERCISES = 3  # per chapter (the preface excepted), each with its solution in a dropdown
+MIN_EXERCISES = 3  # per numbered chapter, each with its solution in a dropdown
+COURSE_EXERCISES = 6  # per chapter, for a course (test_six_exercises_per_chapter)
 REFRESH_RE = re.compile(r'<meta[^>]+http-equiv="refresh"[^>]+url=([^"]+)"', re.IGNORECASE)
+# Figures: 9-pt text must be at least this many CSS pixels tall on the screen (9 pt at the
+# book's 7-in, 100-dpi figures shown at the 670-px content width is 12 px).
+MIN_TEXT_PT = 9
+MIN_TEXT_PX = 11
+DEFAULT_FIGURE_DPI = 100  # lib.plotting.BOOK_STYLE, when an image does not say
+PROGRESS_RE = re.compile(r"\d\s*(?:it/s|s/it)\b|\d%\||(?<![\d./])0/\d+|FloatProgress|HBox\(children")
+# Words from the project's internals that must not appear on a page (prose and outputs).
+INTERNAL_RE = re.compile(
+    r"DESIGN\.md|STYLE\.md|DEVELOPERS\.md|\bissues? \d+|\bruns/|\bresults/sc_|/tmp/|/work/|"
+    r"site-packages|\btest_\w+|\bbench_\w+|\bhelpers?\b|\b[A-Z]\w*Warning:"
+)
+# In visible code only the unmistakable ones (code may name saved results it loads).
+INTERNAL_CODE_RE = re.compile(r"DESIGN\.md|STYLE\.md|DEVELOPERS\.md|/tmp/|/work/|\bissues? \d+")
+EXERCISE_TAGS = {
+    "difficulty": re.compile(r"^ex-d[123]$"),
+    "type": re.compile(r"^ex-(?:concept|derivation|coding|open)$"),
+    "time": re.compile(r"^ex-t\d+$"),
+}
+INDEX_JARGON_RE = re.compile(r"directive|\{exercise|toctree|table of contents|\bbuil[dt]\b|"
+                             r"generated|Sphinx|MyST|:class:|\blabel\b", re.IGNORECASE)
 
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -119,7 +156,7 @@ def html_pages(site: Path) -> list[str]:
 
 
 # Runs in the page after load: waits for MathJax and the widget manager, then reports.
-INSPECT = """
+INSPECT = r"""
 async () => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const result = {};
@@ -154,6 +191,47 @@ async () => {
   result.exercises = Array.from(document.querySelectorAll('div.exercise[id]')).map((e) => e.id);
   result.dropdownSolutions = document.querySelectorAll('div.solution.dropdown').length;
   result.links = Array.from(document.querySelectorAll('a[href]')).map((a) => a.href);
+  // The reader's checks: text, numbers, figures and exercises of the page's article.
+  const article = document.querySelector('article.bd-article') || document.body;
+  const secnum = article.querySelector('h1 .section-number');
+  result.chapterNumber = secnum ? secnum.textContent.trim().replace(/\.$/, '') : null;
+  result.captionNumbers = Array.from(article.querySelectorAll('.caption-number'))
+      .map((e) => e.textContent.trim());
+  result.equationNumbers = Array.from(article.querySelectorAll('.eqno'))
+      .map((e) => e.textContent.replace(/[^\d.()]/g, ''));
+  const texts = (root, keep) => {
+    const out = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (keep(n.parentElement)) out.push(n.textContent);
+    }
+    return out.join(' ');
+  };
+  const inCode = (el) => !!el.closest('.cell_input, div.highlight, mjx-container, .math, script, style');
+  result.proseText = texts(article, (el) => !inCode(el) || !!el.closest('.cell_output'));
+  result.codeText = Array.from(article.querySelectorAll('.cell_input')).map((e) => e.textContent).join('\n');
+  result.outputText = Array.from(article.querySelectorAll('.cell_output')).map((e) => e.textContent).join('\n');
+  result.figures = Array.from(article.querySelectorAll('img')).map((img) => ({
+    src: img.currentSrc || img.src, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
+    width: img.getBoundingClientRect().width,
+    hidden: !img.offsetParent,
+  }));
+  result.contentWidth = article.getBoundingClientRect().width;
+  result.exerciseClasses = Array.from(document.querySelectorAll('div.exercise[id]'))
+      .map((e) => ({id: e.id, classes: Array.from(e.classList)}));
+  // "Run this page in Jupyter ..." notes: the static figure must follow within a few blocks.
+  result.liveNotes = Array.from(article.querySelectorAll('.admonition'))
+      .filter((a) => /in Jupyter/i.test(a.textContent) && /slider|widget|interactive/i.test(a.textContent))
+      .map((a) => {
+        let el = a.nextElementSibling, found = false;
+        for (let i = 0; el && i < 4 && !found; i++, el = el.nextElementSibling) {
+          if (el.matches('section, h1, h2, h3')) break;
+          found = !!el.querySelector('img');
+        }
+        return {text: a.textContent.trim().slice(0, 80), figure: found};
+      });
+  result.indexRows = Array.from(article.querySelectorAll('table.exercise-list-table tbody tr'))
+      .map((tr) => Array.from(tr.cells).map((c) => c.textContent.trim()));
   result.ids = Array.from(document.querySelectorAll('[id]')).map((e) => e.id)
       .concat(Array.from(document.querySelectorAll('a[name]')).map((e) => e.getAttribute('name')));
   return result;
@@ -161,7 +239,10 @@ async () => {
 """
 
 
-def test_site_in_browser(site: Path, server: str) -> None:
+@pytest.fixture(scope="module")
+def browsed(site: Path, server: str) -> dict:
+    """Open every page once; return what the page checks found, per page, and the
+    problems of the original browser test."""
     from playwright.sync_api import sync_playwright
 
     pages = html_pages(site)
@@ -173,6 +254,8 @@ def test_site_in_browser(site: Path, server: str) -> None:
     ids: dict[str, set[str]] = {}
     links: dict[str, list[str]] = {}
     exercises: dict[str, list[str]] = {}
+    infos: dict[str, dict] = {}
+    images: dict[str, bytes] = {}
     math_pages = widget_pages = n_images = 0
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="book-chromium-") as profile, sync_playwright() as pw:
@@ -209,6 +292,11 @@ def test_site_in_browser(site: Path, server: str) -> None:
                 continue
             page.goto(f"{server}/{rel}", wait_until="load")
             info = page.evaluate(INSPECT)
+            infos[rel] = info
+            for fig in info["figures"]:
+                if fig["src"].startswith(server) and fig["src"] not in images:
+                    response = page.request.get(fig["src"])
+                    images[fig["src"]] = response.body() if response.ok else b""
             page.screenshot(path=str(SCREENSHOTS / (rel.replace("/", "__")[:-5] + ".png")), full_page=True)
             ids[rel] = set(info["ids"])
             links[rel] = info["links"]
@@ -230,7 +318,7 @@ def test_site_in_browser(site: Path, server: str) -> None:
             if re.match(r"book/.+\.html$", rel):
                 check_notebook_download(page, rel, server, info["links"], problems)
             exercises[rel] = info["exercises"]
-            if is_chapter_page(rel) and not rel.endswith("/preface.html"):
+            if rel in numbered_chapters():
                 if len(info["exercises"]) < MIN_EXERCISES:
                     problems.append(f"{rel}: {len(info['exercises'])} exercises, fewer than {MIN_EXERCISES}")
                 if info["dropdownSolutions"] < len(info["exercises"]):
@@ -244,7 +332,215 @@ def test_site_in_browser(site: Path, server: str) -> None:
     print(f"browser test: {len(pages)} pages in {browse:.1f} s, {math_pages} with math, "
           f"{widget_pages} with widgets, {n_images} images, "
           f"{sum(map(len, exercises.values()))} exercises; screenshots in {SCREENSHOTS}")
+    return {"problems": problems, "pages": infos, "images": images, "server": server}
+
+
+def test_site_in_browser(browsed: dict) -> None:
+    problems = browsed["problems"]
     assert not problems, f"{len(problems)} problems in the built site:\n" + "\n".join(problems)
+
+
+def chapter_pages(browsed: dict) -> dict[str, dict]:
+    return {rel: info for rel, info in browsed["pages"].items() if rel in numbered_chapters()}
+
+
+def report(kind: str, found: list[str]) -> None:
+    assert not found, f"{len(found)} {kind}:\n" + "\n".join(found)
+
+
+def test_no_widget_without_static_twin(browsed: dict) -> None:
+    """A slider that does nothing without a kernel is a defect: on the pages a widget cell
+    shows no output, and its note is followed by the static figure of the default value."""
+    found = []
+    for rel, info in browsed["pages"].items():
+        if info["widgetViews"]:
+            found.append(f"{rel}: {info['widgetViews']} live widget(s) on the static page (tag the "
+                         "cell remove-output and show the static figure after its note)")
+        for note in info["liveNotes"]:
+            if not note["figure"]:
+                found.append(f"{rel}: no static figure after the note {note['text']!r}")
+    report("widgets without their static twin", found)
+
+
+def test_no_figure_twice(browsed: dict) -> None:
+    import hashlib
+
+    found = []
+    for rel, info in browsed["pages"].items():
+        seen: dict[str, str] = {}
+        for fig in info["figures"]:
+            data = browsed["images"].get(fig["src"])
+            if not data:
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                found.append(f"{rel}: the same image twice ({fig['src'].rsplit('/', 1)[-1]})")
+            seen[digest] = fig["src"]
+    report("figures shown twice on a page", found)
+
+
+def test_no_progress_bar_text(browsed: dict) -> None:
+    found = []
+    for rel, info in browsed["pages"].items():
+        for m in PROGRESS_RE.finditer(info["outputText"]):
+            context = info["outputText"][max(0, m.start() - 30): m.end() + 30].replace("\n", " ")
+            found.append(f"{rel}: progress-bar output {context!r}")
+    report("progress bars on pages", found)
+
+
+NUMBERED_RE = re.compile(r"^(?P<kind>[A-Z][a-z]+(?: [a-z]+)?) (?P<number>[\d.]+)$")
+
+
+def test_chapter_prefixed_numbers(browsed: dict) -> None:
+    """On the page of chapter N every figure, table, theorem, lemma, exercise ... is
+    "Kind N.k" and every equation "(N.k)"; the book shows at least one of each of a figure,
+    a theorem-like statement and an equation with the prefix."""
+    found, kinds = [], set()
+    chapters = chapter_pages(browsed)
+    assert chapters, "no chapter pages found"
+    for rel, info in chapters.items():
+        n = info["chapterNumber"]
+        if not (n and n.isdigit()):
+            found.append(f"{rel}: the chapter has no number ({n!r})")
+            continue
+        for caption in info["captionNumbers"]:
+            m = NUMBERED_RE.match(caption)
+            if not m or not re.fullmatch(rf"{n}\.\d+", m["number"]):
+                found.append(f"{rel}: {caption!r} is not numbered {n}.k")
+            else:
+                kinds.add(m["kind"])
+        for eq in info["equationNumbers"]:
+            if not re.fullmatch(rf"\({n}\.\d+\)", eq):
+                found.append(f"{rel}: equation {eq!r} is not numbered ({n}.k)")
+            else:
+                kinds.add("equation")
+    for needed in ("Figure", "Theorem", "Exercise", "equation"):
+        if needed not in kinds:
+            found.append(f"no chapter shows a {needed} with a chapter-prefixed number")
+    report("numbers without the chapter's prefix", found)
+
+
+def test_no_internal_words(browsed: dict) -> None:
+    found = []
+    for rel, info in browsed["pages"].items():
+        for regex, text, where in ((INTERNAL_RE, info["proseText"], "text"),
+                                   (INTERNAL_CODE_RE, info["codeText"], "code")):
+            for m in regex.finditer(text):
+                context = text[max(0, m.start() - 40): m.end() + 40].replace("\n", " ")
+                found.append(f"{rel}: {m.group(0)!r} in the {where}: ...{context}...")
+    report("internal words on pages", found)
+
+
+def png_dpi(data: bytes) -> float | None:
+    """Horizontal resolution of a PNG from its pHYs chunk (matplotlib writes the figure's
+    dpi there), or None."""
+    import struct
+
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos: pos + 8])
+        if kind == b"pHYs" and length >= 9:
+            x, _, unit = struct.unpack(">IIB", data[pos + 8: pos + 17])
+            return x * 0.0254 if unit == 1 and x else None
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
+
+
+def test_figure_text_legible(browsed: dict) -> None:
+    """A figure drawn in the book's style has text of at least MIN_TEXT_PT points; on the
+    page it shows at (display width / image width) of its size, so 9-pt text measures
+    9/72 * dpi * display / natural CSS pixels. Figures too wide for the page shrink their
+    text below MIN_TEXT_PX."""
+    found, smallest = [], []
+    for rel, info in browsed["pages"].items():
+        for fig in info["figures"]:
+            if fig["hidden"] or not fig["naturalWidth"] or not fig["width"]:
+                continue
+            dpi = png_dpi(browsed["images"].get(fig["src"], b"")) or DEFAULT_FIGURE_DPI
+            px = MIN_TEXT_PT / 72 * dpi * fig["width"] / fig["naturalWidth"]
+            name = fig["src"].rsplit("/", 1)[-1][:16]
+            smallest.append((px, rel, name))
+            if px < MIN_TEXT_PX:
+                found.append(f"{rel}: image {name}… ({fig['naturalWidth']} px at {dpi:.0f} dpi = "
+                             f"{fig['naturalWidth'] / dpi:.1f} in) shown {fig['width']:.0f} px wide: "
+                             f"{MIN_TEXT_PT}-pt text is {px:.1f} px (at least {MIN_TEXT_PX}); "
+                             "draw it at most 7 in wide")
+    if smallest:
+        px, rel, name = min(smallest)
+        print(f"figure text: 9 pt is at least {px:.1f} px on screen ({rel}, {name})")
+    report("figures whose text is too small on the page", found)
+
+
+def test_every_exercise_tagged(browsed: dict) -> None:
+    """Every exercise's :class: gives its difficulty (ex-d1..3), its type (ex-concept,
+    ex-derivation, ex-coding, ex-open) and its time (ex-t<minutes>)."""
+    found = []
+    for rel, info in browsed["pages"].items():
+        for ex in info["exerciseClasses"]:
+            missing = [tag for tag, regex in EXERCISE_TAGS.items()
+                       if not any(regex.match(c) for c in ex["classes"])]
+            if missing:
+                found.append(f"{rel}#{ex['id']}: no {', '.join(missing)} tag")
+    report("exercises without their tags", found)
+
+
+def test_six_exercises_per_chapter(browsed: dict) -> None:
+    """At least COURSE_EXERCISES exercises per chapter, for a course."""
+    found = [f"{rel}: {len(info['exercises'])} exercises" for rel, info in chapter_pages(browsed).items()
+             if len(info["exercises"]) < COURSE_EXERCISES]
+    report(f"chapters with fewer than {COURSE_EXERCISES} exercises", found)
+
+
+def test_exercise_index(browsed: dict) -> None:
+    """The exercise index gives every exercise a summary and its tags, and speaks to
+    readers, not to the build."""
+    index = browsed["pages"].get("book/exercises.html")
+    assert index is not None, "book/exercises.html is missing"
+    found = []
+    assert index["indexRows"], "the exercise index has no table of exercises"
+    for row in index["indexRows"]:
+        if len(row) < 5 or not row[1] or row[1] == "untagged":
+            found.append(f"{row[0] if row else '?'}: no summary")
+        if "untagged" in row[2:]:
+            found.append(f"{row[0]}: untagged ({' / '.join(row[2:])})")
+    for m in INDEX_JARGON_RE.finditer(index["proseText"]):
+        text = index["proseText"]
+        found.append(f"build jargon {m.group(0)!r}: ...{text[max(0, m.start() - 40): m.end() + 40]}...")
+    report("gaps in the exercise index", found)
+
+
+def test_bibliography_has_no_duplicates() -> None:
+    """One entry per work across book/references.bib and book/bib/*.bib."""
+    import pybtex.database
+
+    titles: dict[tuple[str, str], str] = {}
+    keys: dict[str, str] = {}
+    found = []
+    for path in [ROOT / "book" / "references.bib", *sorted((ROOT / "book" / "bib").glob("*.bib"))]:
+        data = pybtex.database.parse_file(str(path))
+        for key, entry in data.entries.items():
+            if key.lower() in keys:
+                found.append(f"key {key} in {path.name} and {keys[key.lower()]}")
+            keys[key.lower()] = path.name
+            title = re.sub(r"[^a-z0-9]", "", entry.fields.get("title", "").lower())
+            work = (title, entry.fields.get("year", ""))
+            if work in titles:
+                found.append(f"{key} ({path.name}) is the same work as {titles[work]}")
+            titles[work] = f"{key} ({path.name})"
+    report("duplicate bibliography entries", found)
+
+
+def numbered_chapters() -> set[str]:
+    """Pages of the numbered parts of _toc.yml ("book/entropy.html"): the chapters."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    return {f"{Path(c['file']).with_suffix('')}.html" for part in toc.get("parts", [])
+            if part.get("numbered") for c in part.get("chapters", [])}
 
 
 def is_chapter_page(rel: str) -> bool:
