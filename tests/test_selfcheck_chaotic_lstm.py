@@ -12,8 +12,8 @@ from lib.selfcheck.chaotic_lstm import S_STAR
 
 
 def test_s_star_check():
-    assert check("ex-cl-1", (10 + 8 * math.sqrt(10)) / 45, quiet=True) is True
-    assert check("ex-cl-1", torch.tensor(S_STAR, dtype=torch.float64), quiet=True) is True
+    assert check("ex-cl-1", (10 + 8 * math.sqrt(10)) / 45, quiet=True)
+    assert check("ex-cl-1", torch.tensor(S_STAR, dtype=torch.float64), quiet=True)
     wrong = [
         (10 - 8 * math.sqrt(10)) / 45,      # the negative root
         0.76,                               # where the two attractors coexist
@@ -24,14 +24,14 @@ def test_s_star_check():
         None,
     ]
     for answer in wrong:
-        assert check("ex-cl-1", answer, quiet=True) is False, answer
+        assert not check("ex-cl-1", answer, quiet=True), answer
 
 
 def test_horizon_check():
     lam = 0.166
     right = (math.log(0.05 / 2**-8) / lam, math.log(0.05 / 2**-11) / lam, math.log(2) / lam)
-    assert check("ex-cl-2", right, quiet=True) is True
-    assert check("ex-cl-2", [torch.tensor(v) for v in right], quiet=True) is True
+    assert check("ex-cl-2", right, quiet=True)
+    assert check("ex-cl-2", [torch.tensor(v) for v in right], quiet=True)
     log10 = tuple(v * math.log10(math.e) for v in right)             # base-10 logarithms
     inverted = (math.log(2**-8 / 0.05) / lam, math.log(2**-11 / 0.05) / lam, math.log(2) / lam)
     swapped = (right[1], right[0], right[2])                          # formats swapped
@@ -41,14 +41,14 @@ def test_horizon_check():
     no_delta = (math.log(2**8) / lam, math.log(2**11) / lam, math.log(2) / lam)  # delta = 1
     for answer in (log10, inverted, swapped, stored_bits, wrong_lambda, no_delta,
                    right[:2], 42.0, None):
-        assert check("ex-cl-2", answer, quiet=True) is False, answer
+        assert not check("ex-cl-2", answer, quiet=True), answer
 
 
 def test_sign_flip_check():
     right = [1, 2, 3, 4, 12, 14]
-    assert check("ex-cl-5", right, quiet=True) is True
-    assert check("ex-cl-5", torch.tensor(right), quiet=True) is True
-    assert check("ex-cl-5", np.array(right), quiet=True) is True
+    assert check("ex-cl-5", right, quiet=True)
+    assert check("ex-cl-5", torch.tensor(right), quiet=True)
+    assert check("ex-cl-5", np.array(right), quiet=True)
     wrong = [
         [1, 2, 3, 4, 6, 12, 14],            # the zero entry counted
         [1, 2, 3, 4, 12, 14, 15],           # the flip that the erratum shows is regular
@@ -60,4 +60,4 @@ def test_sign_flip_check():
         None,
     ]
     for answer in wrong:
-        assert check("ex-cl-5", answer, quiet=True) is False, answer
+        assert not check("ex-cl-5", answer, quiet=True), answer
