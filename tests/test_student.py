@@ -99,6 +99,7 @@ def fragments(solution: str) -> set[str]:
     """Code lines and runs of plain words of one solution."""
     found = set()
     in_code = False
+    prose = []
     for line in solution.splitlines():
         stripped = line.strip()
         if FENCE_OPEN.match(line):
@@ -110,10 +111,12 @@ def fragments(solution: str) -> set[str]:
             if len(stripped) >= MIN_CODE_CHARS and not stripped.startswith("#"):
                 found.add(normalise(stripped))
             continue
-        for piece in MARKUP_SPLIT.split(stripped):
-            piece = normalise(piece).strip(" ,.;:")
-            if len(piece.split()) >= MIN_WORDS:
-                found.add(piece)
+        prose.append(stripped)
+    # maths and roles can span lines: split the joined prose, drop pieces with a stray $
+    for piece in MARKUP_SPLIT.split(" ".join(prose)):
+        piece = normalise(piece).strip(" ,.;:")
+        if len(piece.split()) >= MIN_WORDS and "$" not in piece:
+            found.add(piece)
     return found
 
 
