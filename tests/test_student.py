@@ -281,3 +281,27 @@ def test_solutions_manual_holds_every_solution(book):
         shown = len(re.findall(r'<div class="solution\b', raw))
         assert shown == chapter["blocks"], f"{name}: {shown} solutions in the manual"
 
+
+
+def test_course_guide_starting_points_exist():
+    """Every `lib....` name the course guide gives as a project's starting point exists."""
+    import importlib
+
+    text = (ROOT / "book" / "course_guide.md").read_text(encoding="utf-8")
+    names = sorted(set(re.findall(r"`(lib(?:\.\w+)+)`", text)))
+    assert len(names) >= 20
+    missing = []
+    for name in names:
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                break
+            except ImportError:
+                continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            missing.append(name)
+    assert not missing, f"the course guide names what lib does not have: {missing}"
