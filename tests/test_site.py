@@ -74,7 +74,7 @@ DEFAULT_FIGURE_DPI = 100  # lib.plotting.BOOK_STYLE, when an image does not say
 PROGRESS_RE = re.compile(r"\d\s*(?:it/s|s/it)\b|\d%\||(?<![\d./])0/\d+|FloatProgress|HBox\(children")
 # Words from the project's internals that must not appear on a page (prose and outputs).
 INTERNAL_RE = re.compile(
-    r"DESIGN\.md|STYLE\.md|DEVELOPERS\.md|\bissues? \d+|\bruns/|\bresults/sc_|/tmp/|/work/|"
+    r"DESIGN\.md|STYLE\.md|DEVELOPERS\.md|\bissues? \d+|(?<![\w./-])runs/|\bresults/sc_|/tmp/|/work/|"
     r"site-packages|\btest_\w+|\bbench_\w+|\bhelpers?\b|\b[A-Z]\w*Warning:"
 )
 # In visible code only the unmistakable ones (code may name saved results it loads).
@@ -257,6 +257,7 @@ def browsed(site: Path, server: str) -> dict:
     infos: dict[str, dict] = {}
     images: dict[str, bytes] = {}
     math_pages = widget_pages = n_images = 0
+    lightbox: dict | None = None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="book-chromium-") as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -298,6 +299,8 @@ def browsed(site: Path, server: str) -> dict:
                     response = page.request.get(fig["src"])
                     images[fig["src"]] = response.body() if response.ok else b""
             page.screenshot(path=str(SCREENSHOTS / (rel.replace("/", "__")[:-5] + ".png")), full_page=True)
+            if lightbox is None and rel in numbered_chapters() and page.locator("a[data-lightbox] img").count():
+                lightbox = open_lightbox(page, rel)
             ids[rel] = set(info["ids"])
             links[rel] = info["links"]
             n_images += info["images"]
@@ -332,7 +335,35 @@ def browsed(site: Path, server: str) -> dict:
     print(f"browser test: {len(pages)} pages in {browse:.1f} s, {math_pages} with math, "
           f"{widget_pages} with widgets, {n_images} images, "
           f"{sum(map(len, exercises.values()))} exercises; screenshots in {SCREENSHOTS}")
-    return {"problems": problems, "pages": infos, "images": images, "server": server}
+    return {"problems": problems, "pages": infos, "images": images, "server": server,
+            "lightbox": lightbox}
+
+
+def open_lightbox(page, rel: str) -> dict:
+    """Click the page's first figure; the enlarged view must show it wider than on the page."""
+    link = page.locator("a[data-lightbox]").filter(has=page.locator("img")).first
+    link.scroll_into_view_if_needed()
+    shown = link.locator("img").bounding_box()["width"]
+    link.click()
+    try:
+        page.wait_for_selector("#lightbox img.lb-image", state="visible", timeout=10_000)
+        page.wait_for_timeout(1500)  # the resize animation
+        large = page.locator("#lightbox img.lb-image").bounding_box()["width"]
+        loaded = page.evaluate("() => { const i = document.querySelector('#lightbox img.lb-image');"
+                               " return !!i && i.complete && i.naturalWidth > 0; }")
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        return {"page": rel, "error": repr(exc)}
+    finally:
+        page.keyboard.press("Escape")
+    return {"page": rel, "shown": shown, "large": large, "loaded": loaded}
+
+
+def test_figures_open_larger(browsed: dict) -> None:
+    """A click on a figure opens it larger (sphinxcontrib-lightbox2, served by the site)."""
+    box = browsed["lightbox"]
+    assert box is not None, "no chapter page has a figure that opens on a click"
+    assert "error" not in box, f"{box['page']}: the enlarged figure did not open: {box['error']}"
+    assert box["loaded"] and box["large"] > box["shown"], f"{box['page']}: {box}"
 
 
 def test_site_in_browser(browsed: dict) -> None:
