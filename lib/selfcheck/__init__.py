@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["register", "check", "load_all", "CHECKS", "Check"]
+__all__ = ["register", "check", "load_all", "CHECKS", "Check", "CheckResult"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,38 @@ def register(label: str, *, hint: str, expects: str) -> Callable[[Callable[[Any]
     return decorate
 
 
-def check(label: str, answer: Any, *, quiet: bool = False) -> bool:
+class CheckResult:
+    """Whether a self-check passed: true or false like a bool, and silent as the last line
+    of a notebook cell (the printed line is the student's answer, not a stray ``True``)."""
+
+    __slots__ = ("passed",)
+
+    def __init__(self, passed: bool):
+        self.passed = bool(passed)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __eq__(self, other: object) -> bool:
+        return self.passed == bool(other) if isinstance(other, (bool, CheckResult)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.passed)
+
+    def __repr__(self) -> str:
+        return repr(self.passed)
+
+    def _ipython_display_(self) -> None:  # IPython shows nothing for a cell ending in check()
+        pass
+
+
+def check(label: str, answer: Any, *, quiet: bool = False) -> CheckResult:
     """Run the self-check of exercise ``label`` on ``answer``; print one line, return pass.
 
     Prints ``✓ <label>: pass`` or ``✗ <label>: not yet: <what is wrong>. Hint: <hint>``
-    (nothing when ``quiet``). ``answer`` None means not attempted. Raises ``ValueError``
-    for an unknown label.
+    (nothing when ``quiet``). ``answer`` None means not attempted. Returns a
+    :class:`CheckResult`, true when the answer passed, which a notebook does not echo.
+    Raises ``ValueError`` for an unknown label.
     """
     load_all()
     if label not in CHECKS:
@@ -72,7 +98,7 @@ def check(label: str, answer: Any, *, quiet: bool = False) -> bool:
             ok, why = False, f"the answer has the wrong form ({err}); expected: {c.expects}"
     if not quiet:
         print(f"✓ {label}: pass" if ok else f"✗ {label}: not yet: {why}. Hint: {c.hint}")
-    return ok
+    return CheckResult(ok)
 
 
 _MODULES = ("dynamical_systems", "derivative_recursion", "entropy", "smoothness",
