@@ -49,10 +49,11 @@ browser:
 	fi
 
 # TeX Live from Debian's packages for `make pdf` (about 80 MB to download), installed when
-# missing and running as root; XeLaTeX with the FreeFont fonts typesets the book's Unicode.
+# missing and running as root; XeLaTeX with the FreeFont and DejaVu fonts typesets the
+# book's Unicode.
 # poppler-utils (pdfinfo, pdfimages) for the PDF's checks.
 TEX_PACKAGES := texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
-  texlive-xetex latexmk fonts-freefont-otf poppler-utils
+  texlive-xetex latexmk fonts-freefont-otf fonts-dejavu-core poppler-utils
 tex:
 	@if ! dpkg -s $(TEX_PACKAGES) >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

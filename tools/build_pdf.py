@@ -79,6 +79,17 @@ def latex_macros(config: dict) -> str:
     return "\n".join(lines)
 
 
+# Sphinx's XeLaTeX fonts (FreeFont), but DejaVu Sans Mono for code and outputs: FreeMono
+# lacks glyphs the outputs print (the self-checks' check marks, superscript T, ellipses).
+FONTS = r"""
+\setmainfont{FreeSerif}[Extension=.otf, UprightFont=*, ItalicFont=*Italic,
+  BoldFont=*Bold, BoldItalicFont=*BoldItalic]
+\setsansfont{FreeSans}[Extension=.otf, UprightFont=*, ItalicFont=*Oblique,
+  BoldFont=*Bold, BoldItalicFont=*BoldOblique]
+\setmonofont{DejaVu Sans Mono}[Scale=MatchLowercase]
+"""
+
+
 def pdf_config(config: dict) -> dict:
     config = json.loads(json.dumps(config))  # a deep copy
     config.setdefault("execute", {})["execute_notebooks"] = "off"
@@ -88,6 +99,7 @@ def pdf_config(config: dict) -> dict:
     sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
     elements = dict(sphinx_config.get("latex_elements", {}))
     elements["preamble"] = (elements.get("preamble", "") + "\n" + latex_macros(config)).strip()
+    elements.setdefault("fontpkg", FONTS)
     sphinx_config["latex_elements"] = elements
     # makeindex instead of xindy (Debian's xindy is one more package); the stand-in bbm.sty
     sphinx_config["latex_use_xindy"] = False
