@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_positive_int
+from ._checks import ArgumentTypeError, check_nonnegative_int, check_positive_int, check_tensor
 
 __all__ = [
     "DATA_ENV",
@@ -85,6 +85,7 @@ class Dictionary:
 
     def add_words(self, words: Iterable[str]) -> None:
         """Add every new word of ``words`` (in order of first appearance)."""
+        words = _check_words(words)
         w2i = self.word2idx
         for w in dict.fromkeys(words):  # distinct words, first-appearance order, C speed
             if w not in w2i:
@@ -98,6 +99,7 @@ class Dictionary:
         word the next free index the moment it is first looked up, so the whole pass runs
         in C (``map`` over ``__getitem__``), not in a Python loop.
         """
+        words = _check_words(words)
         table: defaultdict[str, int] = defaultdict(None, self.word2idx)
         table.default_factory = table.__len__
         n_old = len(table)
@@ -110,6 +112,7 @@ class Dictionary:
 
     def encode(self, words: Sequence[str], *, source: str = "words") -> Tensor:
         """Indices of ``words`` as a LongTensor; a word not in the dictionary is an error."""
+        words = _check_words(words)
         try:
             # np.fromiter + from_numpy: torch.tensor(list) would take longer than the lookups
             ids = np.fromiter(map(self.word2idx.__getitem__, words), dtype=np.int64,
@@ -122,7 +125,23 @@ class Dictionary:
         return torch.from_numpy(ids)
 
     def decode(self, ids: Tensor | Sequence[int]) -> list[str]:
-        return [self.idx2word[int(i)] for i in ids]
+        """The words of the indices ``ids`` (a 1-D tensor or sequence of integers in
+        ``[0, len(self))``)."""
+        if isinstance(ids, Tensor):
+            check_tensor("ids", ids, integer=True, ndim=1, what="(n,) of word indices")
+            ids = ids.tolist()
+        try:
+            ids = [i if isinstance(i, int) and not isinstance(i, bool) else int(i)
+                   if float(i).is_integer() else None for i in ids]
+        except (TypeError, ValueError):
+            ids = [None]
+        if any(i is None for i in ids):
+            raise ArgumentTypeError("ids must be a sequence of integer word indices")
+        bad = [i for i in ids if not 0 <= i < len(self.idx2word)]
+        if bad:
+            raise ValueError(f"ids must be word indices in [0, {len(self.idx2word)}), got "
+                             f"{bad[:5]}")
+        return [self.idx2word[i] for i in ids]
 
     def __len__(self) -> int:
         return len(self.idx2word)
@@ -150,6 +169,16 @@ class Corpus:
                 f"valid={self.valid.numel()}, test={self.test.numel()}, source={self.source!r})")
 
 
+def _check_words(words) -> Sequence[str]:
+    if isinstance(words, (str, bytes)) or not hasattr(words, "__iter__"):
+        raise ArgumentTypeError(f"words must be a sequence of strings (tokens), got "
+                                f"{type(words).__name__}")
+    words = words if isinstance(words, (list, tuple)) else list(words)
+    if not all(isinstance(w, str) for w in words):
+        raise ArgumentTypeError("words must be a sequence of strings (tokens)")
+    return words
+
+
 # --------------------------------------------------------------------------- tokenising
 def tokenize_text(text: str) -> list[str]:
     """Whitespace split of every line plus one ``<eos>`` per line.
@@ -157,6 +186,8 @@ def tokenize_text(text: str) -> list[str]:
     Equivalent to ``for line in lines: line.split() + ['<eos>']`` but done by two C-level
     string operations (``benchmarks/bench_corpus.py`` times both).
     """
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"text must be a str, got {type(text).__name__}")
     if not text:
         return []
     if not text.endswith("\n"):
@@ -231,6 +262,9 @@ def find_wikitext2(root: str | os.PathLike | None = None, *,
     ``$RNN_BOOK_DATA`` names a data folder; its ``wikitext-2`` sub-folder (or the folder
     itself) is used if it holds the splits. Then the user cache.
     """
+    if missing_train not in ("error", "valid-as-train"):
+        raise ValueError(
+            f"missing_train must be 'error' or 'valid-as-train', got {missing_train!r}")
     if root is not None:
         return Path(root)
     candidates = []
@@ -426,6 +460,8 @@ def cap_vocabulary(corpus: Corpus, max_words: int, *, keep: Sequence[str] = ()) 
     language model affordable.
     """
     check_positive_int("max_words", max_words)
+    if not isinstance(corpus, Corpus):
+        raise ArgumentTypeError(f"corpus must be a lib.corpus.Corpus, got {type(corpus).__name__}")
     d = corpus.dictionary
     counts = torch.bincount(corpus.train, minlength=len(d))
     order = torch.argsort(-counts, stable=True).tolist()
@@ -450,6 +486,12 @@ def cap_vocabulary(corpus: Corpus, max_words: int, *, keep: Sequence[str] = ()) 
 
 
 # --------------------------------------------------------------------------- batching
+def _check_ids(name: str, ids) -> None:
+    check_tensor(name, ids, integer=True, what="of token ids")
+    if ids.numel() and int(ids.min()) < 0:
+        raise ValueError(f"{name} must hold token ids >= 0, got {int(ids.min())}")
+
+
 def batchify(data: Tensor, batch_size: int, device: torch.device | str = "cpu") -> Tensor:
     """Cut a token stream into ``batch_size`` parallel streams: shape ``(T, batch_size)``.
 
@@ -457,6 +499,7 @@ def batchify(data: Tensor, batch_size: int, device: torch.device | str = "cpu") 
     are dropped. Truncated BPTT then walks down the rows (:func:`get_batch`).
     """
     check_positive_int("batch_size", batch_size)
+    _check_ids("data", data)
     if data.dim() != 1:
         raise ValueError(f"data must be a 1-D token stream, got shape {tuple(data.shape)}")
     T = data.numel() // batch_size
@@ -470,6 +513,11 @@ def batchify(data: Tensor, batch_size: int, device: torch.device | str = "cpu") 
 def get_batch(source: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:
     """Inputs ``source[i:i+L]`` and next-word targets ``source[i+1:i+1+L]``, ``L <= bptt``."""
     check_positive_int("bptt", bptt)
+    _check_ids("source", source)
+    if source.dim() != 2:
+        raise ValueError(f"source must be token streams (T, B) from batchify, got shape "
+                         f"{tuple(source.shape)}")
+    check_nonnegative_int("i", i)
     if not 0 <= i < source.shape[0] - 1:
         raise ValueError(f"i must be in [0, {source.shape[0] - 1}), got {i}")
     L = min(bptt, source.shape[0] - 1 - i)

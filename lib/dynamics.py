@@ -112,8 +112,17 @@ def rollout(f, g, theta: Tensor, x0: Tensor, u: Tensor) -> tuple[Tensor, Tensor]
     ys = []
     x = x0
     for t in range(u.shape[0]):
-        ys.append(g(x, u[t], theta))
-        x_next = f(x, u[t], theta)
+        if t == 0:
+            try:
+                ys.append(g(x, u[t], theta))
+                x_next = f(x, u[t], theta)
+            except ValueError as err:  # name rollout's arguments, not the maps'
+                raise ValueError(f"f or g does not accept x0 {tuple(x0.shape)}, u[0] "
+                                 f"{tuple(u[0].shape)} and theta {tuple(theta.shape)}: "
+                                 f"{err}") from err
+        else:
+            ys.append(g(x, u[t], theta))
+            x_next = f(x, u[t], theta)
         if t == 0 and x_next.shape[-1] != x0.shape[-1]:
             raise ValueError(
                 f"f must return states (..., {x0.shape[-1]}) like x0, got {tuple(x_next.shape)}"

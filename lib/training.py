@@ -707,6 +707,10 @@ class OrbitRecorder:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (records from ``folder`` if it has none)."""
+        if not isinstance(state, Mapping) or not {"epochs", "seconds"} <= set(state):
+            raise ValueError("state must be a mapping from OrbitRecorder.state_dict() (keys "
+                             "epochs, seconds)")
         self.epochs = [int(e) for e in state["epochs"]]
         self.seconds = [float(s) for s in state["seconds"]]
         if "samples" in state:

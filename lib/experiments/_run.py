@@ -201,6 +201,13 @@ def identity(cfg: Any) -> dict[str, Any]:
 
 def differences(paper: Any, live: Any) -> list[tuple[str, Any, Any]]:
     """``(field, paper value, live value)`` for every field where two configs differ."""
+    for name, cfg in (("paper", paper), ("live", live)):
+        if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+            raise TypeError(f"{name} must be an experiment config (a dataclass instance), "
+                            f"got {type(cfg).__name__}")
+    if type(paper) is not type(live):
+        raise TypeError(f"paper and live must be configs of one experiment, got "
+                        f"{type(paper).__name__} and {type(live).__name__}")
     a, b = config_dict(paper), config_dict(live)
     return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
 
