@@ -85,6 +85,9 @@ def test_pdf_config_uses_xelatex_and_the_book_macros():
     for name in macros:
         assert f"\\providecommand{{\\{name}}}" in sphinx_config["latex_elements"]["preamble"]
     assert sphinx_config["latex_additional_files"] == ["bbm.sty"]
+    # the extension that numbers by chapter, and the book's own extensions, are loaded
+    assert Path(out["sphinx"]["local_extensions"]["book_pdf"], "book_pdf.py").is_file()
+    assert set(config["sphinx"].get("local_extensions") or {}) <= set(out["sphinx"]["local_extensions"])
     assert build_pdf.BBM.is_file()
     # the book's own configuration is not changed
     assert config.get("execute", {}).get("execute_notebooks") != "off"

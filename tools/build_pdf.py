@@ -104,6 +104,10 @@ def pdf_config(config: dict) -> dict:
     # makeindex instead of xindy (Debian's xindy is one more package); the stand-in bbm.sty
     sphinx_config["latex_use_xindy"] = False
     sphinx_config["latex_additional_files"] = [BBM.name]
+    # chapter-prefixed numbers as on the site (tools/latex/book_pdf.py)
+    sphinx = config["sphinx"]
+    sphinx["local_extensions"] = {**(sphinx.get("local_extensions") or {}),
+                                  "book_pdf": str(BBM.parent)}
     return config
 
 
