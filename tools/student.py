@@ -479,15 +479,42 @@ def manual_notebook(nb):
     return nb
 
 
+MANUAL_NOTE = """
+```{note}
+This is the solutions manual of the book, for instructors: every exercise of every chapter
+followed by its full solution, numbered as in the book. The rest of each chapter is left
+out; its section headings remain for orientation, and references to theorems, equations
+and figures open them in the student edition of the book.
+```
+"""
+
+
+def add_manual_note(nb) -> None:
+    """Put :data:`MANUAL_NOTE` under the title of the manual's first page."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            lines = cell.source.splitlines(keepends=True)
+            for k, line in enumerate(lines):
+                if HEADING_RE.match(line):
+                    lines.insert(k + 1, MANUAL_NOTE)
+                    cell.source = "".join(lines)
+                    return
+    raise ValueError("the manual's first page has no title")
+
+
 def build_manual(out: Path, executed: dict[Path, Path], student_html: Path) -> Path:
     """The solutions manual (see the module docstring)."""
     pages = out / "manual-pages"
     if pages.exists():
         shutil.rmtree(pages)
     replace = {}
+    root = ROOT / f"{build_site.toc_files(ROOT / '_toc.yml')[0]}.md"
     for source, target in executed.items():
         path = pages / source.relative_to(ROOT).with_suffix(".ipynb")
-        write_notebook(manual_notebook(nbformat.read(target, as_version=4)), path)
+        nb = manual_notebook(nbformat.read(target, as_version=4))
+        if source == root:
+            add_manual_note(nb)
+        write_notebook(nb, path)
         replace[source] = path
     keep_whole = {"bibliography", "glossary"}
     for docname in build_site.toc_files(ROOT / "_toc.yml"):
