@@ -305,3 +305,19 @@ def test_course_guide_starting_points_exist():
         except AttributeError:
             missing.append(name)
     assert not missing, f"the course guide names what lib does not have: {missing}"
+
+
+def test_glue_only_a_solution_defines_is_reported():
+    import nbformat
+
+    glued = {"output_type": "display_data", "data": {"text/plain": "0.5"},
+             "metadata": {"scrapbook": {"name": "secret", "mime_prefix": ""}}}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("The answer is {glue:text}`secret:.2f`."),
+                nbformat.v4.new_code_cell("glue('secret', 0.5)",
+                                          metadata={"tags": ["remove-cell", "solution"]})]
+    nb.cells[1].outputs = [nbformat.from_dict(glued)]
+    out, report = student.strip_solutions(nb, stubs={})
+    assert report.removed_glue == {"secret"}
+    assert student.glue_problems(report, out) == [
+        "glue key 'secret' is used on the page but only a solution cell glues it"]

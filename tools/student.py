@@ -302,8 +302,10 @@ def glue_problems(report: Stripped, nb) -> list[str]:
     used = set()
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            used |= {m["key"] for m in GLUE_ROLE_RE.finditer(cell.source)}
-            used |= {m["key"] for m in GLUE_DIRECTIVE_RE.finditer(cell.source)}
+            keys = [m["key"] for m in GLUE_ROLE_RE.finditer(cell.source)]
+            keys += [m["key"] for m in GLUE_DIRECTIVE_RE.finditer(cell.source)]
+            # {glue:text}`key:.2f` carries a format; path::key glues from another page
+            used |= {k.split(":")[0] for k in keys if "::" not in k}
     kept = set().union(*(glue_keys(c) for c in nb.cells if c.cell_type == "code"))
     return [f"glue key {key!r} is used on the page but only a solution cell glues it"
             for key in sorted((used & report.removed_glue) - kept)]
@@ -370,6 +372,12 @@ def jupyter_book(src: Path, out: Path) -> Path:
            "html", "--path-output", str(out), "-n", "--keep-going"] + (["-W"] if STRICT else [])
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    warnings = sorted({re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+                       for line in (result.stdout + result.stderr).splitlines()
+                       if "WARNING" in line or "ERROR" in line})
+    if warnings:
+        print(f"[student] {len(warnings)} Sphinx warnings in {src.name}:\n  " +
+              "\n  ".join(warnings), flush=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-20000:] + result.stderr[-20000:])
         raise RuntimeError(f"jupyter-book build of {src} failed (exit {result.returncode})")
