@@ -54,6 +54,16 @@ def _check_state(name: str, x0) -> Tensor:
     return check_tensor(name, x0, floating=True, min_ndim=1, what="(..., Nx)")
 
 
+def _first_step(step: Step, x: Tensor, name: str) -> Tensor:
+    """``step(x)`` for the first time, so that a step that cannot take these states fails
+    naming the argument they came from, not with torch's internal message."""
+    try:
+        return step(x)
+    except (RuntimeError, IndexError) as err:
+        raise ValueError(f"step failed on {name} of shape {tuple(x.shape)} (states (..., Nx) "
+                         f"-> (..., Nx) expected): {err}") from err
+
+
 def _check_step_output(x: Tensor, x_next: Tensor) -> None:
     if not isinstance(x_next, Tensor):
         raise ArgumentTypeError(f"step must return a torch.Tensor of states, got "
@@ -80,6 +90,7 @@ def simulate(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0) -> T
     check_nonnegative_int("n_transient", n_transient)
     x = x0
     with torch.no_grad():
+        _first_step(step, x0, "x0")
         for _ in range(n_transient):
             x = step(x)
         out = x0.new_empty((n_steps, *x0.shape))
@@ -146,6 +157,7 @@ def jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
     """
     check_callable("step", step, "(states (..., Nx) -> (..., Nx))")
     _check_state("x", x)
+    _first_step(step, x, "x")
     return _jacobian(step, x)
 
 
@@ -221,6 +233,7 @@ def lyapunov_blocks(
         raise ValueError("on_state must be None or a callable taking the state (..., Nx)")
     x = x0.detach()
     with torch.no_grad():
+        _first_step(step, x, "x0")
         for _ in range(n_transient):
             x = step(x)
             if on_state is not None:

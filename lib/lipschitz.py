@@ -391,6 +391,8 @@ def fit_growth(N: Tensor, log_values: Tensor, kind: str) -> Tensor:
 # --------------------------------------------------------------------------- Lemma 2
 def squared_error(y_hat: Tensor, y: Tensor) -> Tensor:
     """``l(ŷ, y) = ||ŷ - y||^2`` over the last axis (Lemma 2 (a))."""
+    check_tensor("y_hat", y_hat, floating=True, finite=False)
+    check_tensor("y", y, finite=False)
     return ((y_hat - y) ** 2).sum(-1)
 
 
@@ -398,6 +400,8 @@ def bce_with_logits(y_hat: Tensor, y: Tensor) -> Tensor:
     """Binary cross-entropy on logits (Lemma 2 (b)), summed over the last axis:
     ``-yᵀ log σ(ŷ) - (1-y)ᵀ log(1-σ(ŷ)) = Σ softplus(ŷ) - yᵀ ŷ`` (stable form).
     """
+    check_tensor("y_hat", y_hat, floating=True, finite=False)
+    check_tensor("y", y, finite=False)
     return (torch.nn.functional.softplus(y_hat) - y * y_hat).sum(-1)
 
 

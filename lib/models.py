@@ -842,7 +842,7 @@ class LanguageModel(nn.Module):
 
     def input_vectors(self, ids: Tensor) -> Tensor:
         """Token ids ``(P,)`` -> their embeddings ``(P, E)``; ids must be in [0, V)."""
-        check_tensor("inputs", ids, integer=True, what="(P,) of token ids")
+        check_tensor("ids", ids, integer=True, what="(P,) of token ids")
         if ids.dim() != 1 or ids.dtype not in (torch.int64, torch.int32) or ids.numel() == 0:
             raise ValueError(f"inputs must be a 1-D tensor of token ids, got {ids!r}")
         if bool((ids < 0).any() or (ids >= self.n_tokens).any()):
@@ -858,8 +858,13 @@ class LanguageModel(nn.Module):
         return self.decoder(h.to(w.dtype).contiguous())  # a state's slice: faster contiguous
 
     def feedback_token(self, h: Tensor) -> Tensor:
-        """The most probable next word's id, ``(...)``, from hidden outputs ``(..., H)``."""
-        return self.readout(h).argmax(-1)
+        """The most probable next word's id, ``(...)``, from hidden outputs ``(..., H)``.
+
+        A NaN anywhere in ``h`` raises ``ValueError`` (arg-max would pick a word anyway)."""
+        logits = self.readout(h)
+        if bool(torch.isnan(logits).any()):
+            raise ValueError("h holds NaN entries: the most probable word is undefined")
+        return logits.argmax(-1)
 
     def feedback_input(self, h: Tensor) -> Tensor:
         """The embedding of the most probable next word, ``(..., E)``."""

@@ -424,7 +424,7 @@ def logistic(x, r):
     return r * x * (1 - x)
 
 
-spec("lib.dynamics.orbit_diagram", shape=("x0",),
+spec("lib.dynamics.orbit_diagram",
      check=lambda r, kw: r.shape == (kw["params"].shape[0], kw["x0"].shape[0], kw["n_keep"], 1),
      bad=((lambda kw: {**kw, "params": torch.tensor([3.5, 5.0], dtype=D), "n_transient": 100},
            "(1, 0)"),
@@ -488,7 +488,7 @@ for _fn in ("log_abs_det_jacobian", "entropy_change"):
          bad=((lambda kw: {**kw, "step": lambda x: 0 * x}, "singular"),))(
         lambda draw, fn=_fn: (getattr(entropy, fn), {"step": linear, "samples": _state(draw)}))
 spec("lib.entropy.entropy_trajectory", shape=("x0",),
-     bad=((lambda kw: {**kw, "step": lambda x: x * 1e300}, "x"),))(
+     bad=((lambda kw: {**kw, "step": lambda x: x * 1e300, "n_steps": 3}, "left the floats"),))(
     lambda draw: (entropy.entropy_trajectory, {"step": linear, "x0": _state(draw),
                                                "n_steps": small(draw)}))
 spec("lib.entropy.hadamard_bound", neginf=True, shape=("J",))(
@@ -707,7 +707,7 @@ spec("lib.training.BPTTWindows", bad=((lambda kw: {**kw, "bptt": 0}, "bptt"),
                                          "bptt": small(draw)}))
 spec("lib.training.TruncatedBPTT", mutate=())(lambda draw: (training.TruncatedBPTT, {}))
 spec("lib.training.TruncatedBPTT.reset", mutate=())(lambda draw: (training.TruncatedBPTT().reset, {}))
-spec("lib.training.accuracy", shape=("output",), propagates_nan=True,
+spec("lib.training.accuracy", propagates_nan=True,
      bad=((lambda kw: {**kw, "target": kw["target"][:0]}, "target"),))(
     lambda draw: (lambda n: (training.accuracy, {"output": rnd(draw, n, 4),
                                                  "target": torch.randint(0, 4, (n,))}))(small(draw)))
@@ -794,9 +794,27 @@ spec("lib.corpus.tokenize_file", mutate=(),
 spec("lib.corpus.load_wikitext2", mutate=(),
      bad=((lambda kw: {"root": kw["root"] / "nothing"}, "root"),))(
     lambda draw: (corpus.load_wikitext2, {"root": _folder(draw, _tmpdir())}))
+def _archive(draw):
+    import hashlib
+    import zipfile
+    path = _tmpdir() / "w.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for split in corpus.SPLITS:
+            zf.writestr(f"wikitext-2/wiki.{split}.tokens", " the cat \n" * small(draw))
+    return {"target": _tmpdir() / "w", "urls": [path.as_uri()],
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "retries": 0}
+
+
 spec("lib.corpus.download_wikitext2", mutate=(),
-     bad=((lambda kw: {**kw, "urls": ()}, "urls"),))(
-    lambda draw: (corpus.download_wikitext2, {"target": _tmpdir() / "w", "urls": (), "sha256": "0" * 64}))
+     bad=((lambda kw: {**kw, "urls": ()}, "urls"), (lambda kw: {**kw, "retries": -1}, "retries"),
+          (lambda kw: {**kw, "sha256": "0" * 64}, "checksum mismatch")))(
+    lambda draw: (corpus.download_wikitext2, _archive(draw)))
+spec("lib.corpus.safe_extract", mutate=(),
+     bad=((lambda kw: {**kw, "members": {"wikitext-2/wiki.test.tokens": "../x.txt"}}, "outside"),))(
+    lambda draw: (lambda a: (corpus.safe_extract, {
+        "archive": __import__("zipfile").ZipFile(a["urls"][0][len("file://"):]),
+        "members": {"wikitext-2/wiki.test.tokens": "test.txt"}, "dest": _tmpdir()}))(
+        _archive(draw)))
 
 
 # ----------------------------------------------------------------------------- plotting

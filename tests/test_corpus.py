@@ -282,3 +282,127 @@ def test_add_and_encode_equals_add_then_encode(chunks):
         assert torch.equal(ids, two.encode(words))
         assert one.idx2word == two.idx2word and one.word2idx == two.word2idx
         assert one.decode(ids) == list(words)
+
+
+# ----------------------------------------------------------------------------- issue 17: data
+def _splits_mirror(folder: Path, texts) -> str:
+    """A mirror serving {split}.txt, as the third default mirror does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, text in texts.items():
+        (folder / f"{split}.txt").write_text(text)
+    return folder.as_uri() + "/"
+
+
+def test_published_split_checksums_are_the_shared_data():
+    for split in ("valid", "test"):
+        path = SHARED / f"{split}.txt"
+        if not path.is_file():
+            pytest.skip("no shared WikiText-2 data here")
+        assert C._sha256(path) == C.WIKITEXT2_SPLIT_SHA256[split]
+    assert C.WIKITEXT2_MIRRORS[:2] == C.WIKITEXT2_URLS and C.WIKITEXT2_MIRRORS[2].endswith("/")
+
+
+def test_a_cut_download_a_dead_mirror_and_a_mismatch_move_on_to_the_next(tmp_path, monkeypatch):
+    archive = tmp_path / "w.zip"
+    sha = make_archive(archive)
+    good = archive.read_bytes()
+    calls = []
+
+    def fetch(url, dest, timeout):
+        calls.append(url)
+        if "cut" in url:
+            dest.write_bytes(good[: len(good) // 2])  # the connection dropped half-way
+        elif "dead" in url:
+            raise OSError("connection refused")
+        elif "evil" in url:
+            dest.write_bytes(good + b"tampered")
+        else:
+            dest.write_bytes(good)
+
+    target = tmp_path / "cache" / "wikitext-2"
+    urls = ["https://cut.example/w.zip", "https://dead.example/w.zip",
+            "https://evil.example/w.zip", "https://good.example/w.zip"]
+    out = C.download_wikitext2(target, urls=urls, sha256=sha, fetch=fetch, retries=0)
+    assert (out / "valid.txt").read_text() == SMALL["valid"]
+    assert [u.split("/")[2] for u in calls] == ["cut.example", "dead.example", "evil.example",
+                                                 "good.example"]
+    assert [p.name for p in target.parent.iterdir()] == ["wikitext-2"]
+
+
+def test_the_split_files_mirror_checks_each_file(tmp_path, monkeypatch):
+    texts = {"train": " a b \n", "valid": " c \n", "test": " d \n"}
+    monkeypatch.setattr(C, "WIKITEXT2_SPLIT_SHA256",
+                        {s: hashlib.sha256(t.encode()).hexdigest() for s, t in texts.items()})
+    url = _splits_mirror(tmp_path / "mirror", texts)
+    out = C.download_wikitext2(tmp_path / "cache" / "wikitext-2", urls=[url], retries=0)
+    assert (out / "test.txt").read_text() == " d \n"
+    (tmp_path / "mirror" / "test.txt").write_text(" tampered \n")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        C.download_wikitext2(tmp_path / "cache2" / "wikitext-2", urls=[url], retries=0)
+    assert not (tmp_path / "cache2" / "wikitext-2").exists()
+
+
+def test_after_the_last_mirror_the_loader_falls_back_offline_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.delenv(C.DATA_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+    def offline(url, dest, timeout):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(C, "_urlretrieve", offline)
+    with pytest.warns(UserWarning, match="download failed.*any mirror"):
+        corpus = C.load_wikitext2()
+    assert corpus.source.startswith("synthetic")
+
+
+def test_local_splits_are_checked_against_the_published_checksums(tmp_path):
+    for split, text in SMALL.items():
+        (tmp_path / f"{split}.txt").write_text(text)
+    with pytest.warns(UserWarning, match="not the published WikiText-2"):
+        corpus = C.load_wikitext2(tmp_path)
+    assert "unpublished checksum" in corpus.source
+
+
+def test_the_raw_variant_is_detected(tmp_path):
+    for split in C.SPLITS:
+        (tmp_path / f"{split}.txt").write_text(" = Valkyria Chronicles III = \n\n It's 1-2.\n")
+    with pytest.warns(UserWarning, match="raw variant"):
+        corpus = C.load_wikitext2(tmp_path)
+    assert "raw variant" in corpus.source
+
+
+def test_a_byte_order_mark_is_ignored_and_decode_errors_name_the_file(tmp_path):
+    for split in C.SPLITS:
+        (tmp_path / f"{split}.txt").write_bytes("\ufeff the cat <unk> \n".encode("utf-8"))
+    with pytest.warns(UserWarning):
+        corpus = C.load_wikitext2(tmp_path)
+    assert corpus.dictionary.idx2word[0] == "the"
+    (tmp_path / "valid.txt").write_bytes(b" the \xff cat \n")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"valid\.txt is not UTF-8.*byte 5"):
+        C.load_wikitext2(tmp_path)
+
+
+def test_an_rnn_book_data_folder_without_a_corpus_says_what_it_found(tmp_path, monkeypatch):
+    (tmp_path / "data" / "wikitext-2").mkdir(parents=True)
+    (tmp_path / "data" / "wikitext-2" / "train.tokens").write_text("x")
+    monkeypatch.setenv(C.DATA_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with pytest.raises(FileNotFoundError, match=r"RNN_BOOK_DATA=.*holds \['train.tokens'\]"):
+        C.load_wikitext2(download=False, fallback=False)
+    monkeypatch.setenv(C.DATA_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        C.load_wikitext2(download=False, fallback=False)
+
+
+def test_archive_extraction_rejects_paths_outside_its_target(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../escape.txt", "x")
+        zf.writestr("/abs.txt", "x")
+    out = tmp_path / "out"
+    out.mkdir()
+    with zipfile.ZipFile(bad) as zf:
+        for member in ("../escape.txt", "/abs.txt"):
+            with pytest.raises(ValueError, match="outside"):
+                C.safe_extract(zf, {member: member}, out)
+    assert not (tmp_path / "escape.txt").exists() and list(out.iterdir()) == []
