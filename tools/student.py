@@ -411,7 +411,7 @@ def build_site_variant(out: Path, executed: dict[Path, Path], stubs: dict[str, s
         write_notebook(student_nb, path)
         replace[source] = path
     if problems:
-        raise RuntimeError("the student site would break:\n" + "\n".join(problems))
+        raise SystemExit("the student site would break:\n  " + "\n  ".join(problems))
     src = out / "site-src"
     source_tree(src, replace, " (student edition)")
     return jupyter_book(src, out / "site")
