@@ -28,9 +28,16 @@ CHROMIUM ?= /usr/bin/chromium
 
 setup: $(STAMP) $(WEB)
 
-$(STAMP): requirements.txt pyproject.toml
+# PyTorch comes first, from PyTorch's CPU wheel index: from the plain package index a Linux
+# machine would get the CUDA build (several GB) instead. For a CUDA build choose its index,
+# e.g. `make setup TORCH_INDEX=https://download.pytorch.org/whl/cu126`. Where that index is
+# unreachable, pip still finds a wheel in its configured find-links or extra indexes.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+$(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --retries 1 --index-url $(TORCH_INDEX) -r requirements-torch.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (book)" >/dev/null

@@ -448,3 +448,166 @@ def test_every_option_says_what_it_means():
             assert FIELD_HELP.get(f.name), f.name
     text = build_parser()._subparsers._group_actions[0].choices["sine"].format_help()
     assert "gradient-norm clip" in text and "default: 0.25" in text
+
+
+# --------------------------------------------------------------------------- issue 17: CLI
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MORE_BAD_OPTIONS = [  # checked before anything runs: exit 2, the option named, no traceback
+    ("symbol-classification", ["--gamma", "-0.5"], "--gamma"),
+    ("symbol-classification", ["--gamma", "inf"], "--gamma"),
+    ("symbol-classification", ["--lr", "1e999"], "--lr"),
+    ("symbol-classification", ["--clip", "0"], "--clip"),
+    ("symbol-classification", ["--epochs", "0"], "--epochs"),
+    ("symbol-classification", ["--hidden", "abc"], "--hidden"),
+    ("symbol-classification", ["--seed", "-1"], "--seed"),
+    ("symbol-classification", ["--orbit-std", "-1"], "--orbit-std"),
+    ("symbol-classification", ["--lyapunov-std", "nan"], "--lyapunov-std"),
+    ("symbol-classification", ["--orbit-shared-init", "2"], "--orbit-shared-init"),
+    ("symbol-classification", ["--milestones", "-1"], "--milestones"),
+    ("symbol-classification", ["--workers", "0", "--seeds", "1"], "--workers"),
+    ("symbol-classification", ["--seeds", "-1"], "--seeds"),
+    ("symbol-classification", ["--sweep-field", "foo", "--seeds", "1"], "--sweep-field"),
+    ("sine", ["--orbit-inputs", "0"], "--orbit-inputs"),
+    ("sine", ["--orbit-every", "0"], "--orbit-every"),
+    ("language-model", ["--max-words", "0"], "--max-words"),
+    ("language-model", ["--lyap-steps", "0"], "--lyap-steps"),
+    ("language-model", ["--modrelu-bias", "nan"], "--modrelu-bias"),
+    ("language-model", ["--orthogonal-lr-factor", "-1"], "--orthogonal-lr-factor"),
+]
+
+
+@pytest.mark.parametrize("name, bad, option", MORE_BAD_OPTIONS,
+                         ids=[f"{n}:{' '.join(b)}" for n, b, _ in MORE_BAD_OPTIONS])
+def test_more_bad_options_exit_2_naming_the_option(tmp_path, name, bad, option, lm_data, capsys):
+    out = tmp_path / "out"
+    err = exits_2([name, "--out", str(out), *tiny_argv(name, lm_data), *bad], capsys)
+    assert f"argument {option}:" in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_an_output_folder_that_cannot_be_made_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    err = exits_2(["symbol-classification", "--out", str(blocker / "sub"), *TINY], capsys)
+    assert "argument --out:" in err
+
+
+def _cli(out, *extra, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "lib.experiments", "symbol-classification",
+                             "--out", str(out), *TINY, *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_two_concurrent_runs_into_one_folder_the_second_is_refused(tmp_path):
+    """Two real processes: the first holds the lock while it trains; the second (the same
+    command) exits non-zero at once with a message naming --out and writes nothing."""
+    out = tmp_path / "shared"
+    first = _cli(out, "--epochs", "100000")  # trains until stopped
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.pt").exists():  # the first is training, lock held
+            assert first.poll() is None and time.time() < deadline, first.communicate()
+            time.sleep(0.2)
+        def names():  # the first run's own files (not its temporaries mid-write)
+            return sorted(p.name for p in out.iterdir() if not p.name.startswith(".rnnbook-"))
+
+        before = names()
+        second = _cli(out, "--epochs", "100000")
+        _, err2 = second.communicate(timeout=120)
+        assert second.returncode == 2, err2
+        assert "argument --out:" in err2 and "in use by another run" in err2
+        assert "Traceback" not in err2
+        assert first.poll() is None  # the first run goes on undisturbed
+        assert not (out / "run.json").exists() and names() == before
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_stale_temporaries_are_swept_and_run_json_counts_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["symbol-classification", "--out", str(out), *TINY]) == 0
+    first = json.loads((out / "run.json").read_text())
+    assert first["resumes"] == 0 and first["invocations"] == 1
+    assert first["wall_seconds_total"] >= first["wall_seconds"] > 0
+    assert isinstance(first["dirty"], bool) and {"modified", "untracked"} <= set(first["git"])
+    stale = [out / ".rnnbook-model.pt.k2j4h5g6.tmp", out / "checkpoint.pt.abcdef12.tmp",
+             out / "checkpoint_records" / "recorder0" / ".rnnbook-epoch_000001.pt.zz9x8y7w.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    keep = out / "notes.tmp.txt"
+    keep.write_text("not ours")
+    argv = ["symbol-classification", "--out", str(out), *TINY]
+    argv[argv.index("--epochs") + 1] = "3"
+    assert main(argv) == 0  # resumes the finished 2 epochs, runs a third
+    assert not any(p.exists() for p in stale) and keep.exists()
+    second = json.loads((out / "run.json").read_text())
+    assert second["resumes"] == 1 and second["invocations"] == 2
+    assert second["wall_seconds_total"] > first["wall_seconds_total"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_the_dirty_flag_counts_untracked_files(tmp_path):
+    from lib.experiments._run import git_commit, git_state
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    assert git_state(repo)["dirty"] is False and not git_commit(repo).endswith("-dirty")
+    (repo / "b.py").write_text("y = 2\n")  # untracked
+    state = git_state(repo)
+    assert state["dirty"] is True and state["untracked"] == 1 and state["modified"] == 0
+    assert git_commit(repo).endswith("-dirty")
+    assert git_state(tmp_path / "nowhere")["commit"] == "unknown"
+
+
+KILLER = r'''
+import sys, torch
+from lib.training import save_checkpoint
+out = sys.argv[1]
+state = {"model": {"w": torch.randn(1_500_000)}}  # ~6 MB: a save takes a while
+print("ready", flush=True)
+while True:
+    save_checkpoint(out + "/model.pt", state)
+'''
+
+
+def test_sigkill_in_the_middle_of_saves_leaves_no_orphans_after_the_next_start(tmp_path):
+    """Kill a process that saves model.pt over and over, many times, at random moments;
+    then start a run on the folder: zero temporary files remain and model.pt is whole."""
+    from lib.training import load_checkpoint as load, sweep_temporary_files
+
+    out = tmp_path / "run"
+    out.mkdir()
+    rng = __import__("random").Random(0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    orphans_seen: set[str] = set()
+    for _ in range(12):
+        proc = subprocess.Popen([sys.executable, "-c", KILLER, str(out)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        orphans_seen |= {p.name for p in out.glob(".rnnbook-*.tmp")}
+        if (out / "model.pt").exists():
+            assert load(out / "model.pt")["model"]["w"].numel() == 1_500_000  # never truncated
+    # the next start sweeps (train_and_save calls sweep_temporary_files under the lock)
+    removed = sweep_temporary_files(out)
+    assert not list(out.glob("*.tmp")) and len(removed) == len(list(set(removed)))
+    assert (out / "model.pt").exists() and load(out / "model.pt")["model"]["w"].numel() > 0
+    assert {p.name for p in removed} == orphans_seen
+    print(f"kill-during-save: 12 kills, {len(orphans_seen)} orphan temporaries left by the "
+          f"kills, 0 after the next start; model.pt whole after every kill")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -760,3 +761,110 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     assert (tmp_path / "f.bin").read_bytes() == b"data"
     assert os.stat(tmp_path / "f.bin").st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary left
+
+
+# --------------------------------------------------------------------------- issue 17
+def test_a_checkpoint_keeps_its_size_from_epoch_to_epoch_and_records_are_append_only(tmp_path):
+    """The orbit records go to their own files (one per record, written once); the
+    checkpoint holds only their epochs, so its size does not grow with the records."""
+    import os as _os
+
+    from lib.models import SequenceClassifier, make_rnn
+    from lib.tasks import symbol_classification
+    from lib.training import Batches, OrbitRecorder, orbit_sampler, train
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(make_rnn("lstm", 6, 8), 4)
+    u, y = symbol_classification(20, 50, seed=0)
+    rec = OrbitRecorder(orbit_sampler(torch.eye(6), n_init=5, n_steps=60, n_transient=10))
+    ckpt = tmp_path / "checkpoint.pt"
+    sizes, mtimes = [], {}
+
+    def watch(epoch, history):
+        sizes.append(ckpt.stat().st_size)
+        for p in sorted((tmp_path / "checkpoint_records").rglob("*.pt")):
+            mtimes.setdefault(p.name, _os.stat(p).st_mtime_ns)
+            assert _os.stat(p).st_mtime_ns == mtimes[p.name]  # never rewritten
+
+    train(model, torch.nn.CrossEntropyLoss(), Batches(u, y, 10), epochs=6, recorders=[rec],
+          checkpoint=ckpt, callbacks=[watch], progress=False)
+    record = (tmp_path / "checkpoint_records" / "recorder0" / "epoch_000006.pt").stat().st_size
+    growth = [b - a for a, b in zip(sizes, sizes[1:])]
+    assert record > 20_000 and max(growth) < 600, (sizes, record)  # a few history floats
+    assert len(mtimes) == 7  # epochs 0..6, one file each
+
+
+def test_saved_orbit_records_do_not_drag_their_storage(tmp_path):
+    from lib.models import SequenceClassifier, make_rnn
+    from lib.training import OrbitRecorder, orbit_sampler
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(make_rnn("lstm", 6, 4), 4)
+    rec = OrbitRecorder(orbit_sampler(torch.eye(6)[:2], n_init=2, n_steps=30, n_transient=20,
+                                      differences=False))
+    rec(model, 0)
+    s = rec._samples[0]
+    assert s.untyped_storage().nbytes() == s.numel() * s.element_size()
+
+
+def test_set_rng_state_moves_a_gpu_state_to_the_cpu_first():
+    """A checkpoint loaded with map_location='cuda' holds the RNG state on the GPU;
+    set_rng_state must move it to the CPU before converting it (mocked without a GPU)."""
+    from lib.training import rng_state, set_rng_state
+
+    class OnGPU:  # a tensor that only converts once moved to the CPU
+        def __init__(self, t):
+            self.t = t
+
+        def cpu(self):
+            return self.t
+
+        def numpy(self):
+            raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    state = rng_state()
+    expected = torch.rand(3)
+    name, keys, *rest = state["numpy"]
+    gpu_state = {**state, "torch": OnGPU(state["torch"]), "numpy": (name, OnGPU(keys), *rest)}
+    set_rng_state(gpu_state)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_resume_on_cuda_restores_the_rng_state(tmp_path):
+    from lib.training import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+    save_checkpoint(tmp_path / "c.pt", {"rng": rng_state()})
+    expected = torch.rand(3)
+    state = load_checkpoint(tmp_path / "c.pt", map_location="cuda")
+    set_rng_state(state["rng"])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_atomic_write_uses_unpredictable_names_and_does_not_follow_symlinks(tmp_path):
+    from lib.training import atomic_write
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "model.pt"
+    link.symlink_to(victim)
+    atomic_write(link, b"new")
+    assert victim.read_text() == "keep"  # the link was replaced, not written through
+    assert not link.is_symlink() and link.read_bytes() == b"new"
+    import lib.training as T
+    names = set()
+    real = T.tempfile.mkstemp
+
+    def spy(*a, **kw):
+        fd, name = real(*a, **kw)
+        names.add(Path(name).name)
+        return fd, name
+
+    T.tempfile.mkstemp = spy
+    try:
+        for _ in range(5):
+            atomic_write(tmp_path / "a.bin", b"x")
+    finally:
+        T.tempfile.mkstemp = real
+    assert len(names) == 5 and all(n.startswith(".rnnbook-a.bin.") for n in names)
+    assert not list(tmp_path.glob("*.tmp"))

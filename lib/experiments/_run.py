@@ -435,7 +435,10 @@ def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: 
     """
     lock = contextlib.nullcontext()
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("out", f"cannot create the folder {str(out)!r}: {exc}") from None
         try:  # held until the with-block ends
             lock = FileLock(out / ".lock").acquire(timeout=0)
         except Timeout:
