@@ -39,7 +39,14 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def source_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The executed notebook's key: tools/build_site.py's ``digest`` (the chapter, lib/ and
+    the pinned requirements), loaded from that file so that the two never disagree."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_book_build_site", ROOT / "tools" / "build_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.digest(path)
 
 
 def executed_path(path: Path) -> Path:
@@ -139,8 +146,9 @@ class MarkdownNotebook(nbval_plugin.IPyNbFile):
             }
         self.nb.metadata["book_executed"] = {"source_sha256": self.source_sha256}
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        import tempfile  # an unpredictable name in the target's folder, then a rename
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with open(fd, "w", encoding="utf-8") as fh:
             nbformat.write(self.nb, fh)
         os.replace(tmp, target)
 

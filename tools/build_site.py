@@ -64,8 +64,20 @@ def is_notebook_source(path: Path) -> bool:
     return head.startswith("---") and "jupytext:" in head and "kernelspec:" in head
 
 
+KEY_FILES = ("requirements.txt", "requirements-torch.txt")  # the pins a chapter's numbers need
+
+
 def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The key of a chapter's executed notebook: SHA-256 over the chapter, every Python file
+    of ``lib/`` and the pinned requirements (names and contents), so a change in ``lib/`` or
+    in a pin re-executes the chapter and can never publish stale numbers.
+    ``tests/conftest.py`` tags the notebooks it saves with this same function."""
+    h = hashlib.sha256()
+    for p in [path, *sorted((ROOT / "lib").rglob("*.py")), *(ROOT / f for f in KEY_FILES)]:
+        if p.is_file():
+            h.update(p.resolve().relative_to(ROOT).as_posix().encode() + b"\0")
+            h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def executed_notebook(source: Path) -> tuple[Path, bool]:
@@ -91,8 +103,9 @@ def execute(source: Path, target: Path, timeout: int) -> None:
     client.execute()
     nb.metadata["book_executed"] = {"source_sha256": digest(source)}
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    import tempfile  # an unpredictable name in the target's folder, then an atomic rename
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with open(fd, "w", encoding="utf-8") as fh:
         nbformat.write(nb, fh)
     os.replace(tmp, target)
 
