@@ -90,12 +90,11 @@ def simulate(step: Step, x0: Tensor, n_steps: int, *, n_transient: int = 0) -> T
     check_nonnegative_int("n_transient", n_transient)
     x = x0
     with torch.no_grad():
-        _first_step(step, x0, "x0")
-        for _ in range(n_transient):
-            x = step(x)
+        for t in range(n_transient):
+            x = _first_step(step, x, "x0") if t == 0 else step(x)
         out = x0.new_empty((n_steps, *x0.shape))
         for k in range(n_steps):
-            x_next = step(x)
+            x_next = _first_step(step, x, "x0") if k == 0 and not n_transient else step(x)
             if k == 0:
                 _check_step_output(x, x_next)
             x = x_next
@@ -157,17 +156,17 @@ def jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
     """
     check_callable("step", step, "(states (..., Nx) -> (..., Nx))")
     _check_state("x", x)
-    _first_step(step, x, "x")
-    return _jacobian(step, x)
+    return _jacobian(step, x, "x")
 
 
-def _jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
+def _jacobian(step: Step, x: Tensor, name: str | None = None) -> tuple[Tensor, Tensor]:
     """:func:`jacobian` without the argument checks, for iterates inside lib (which may
-    have left the floats: the callers report that themselves)."""
+    have left the floats: the callers report that themselves). With ``name``, a step that
+    cannot take these states fails naming the argument they came from."""
     nx = x.shape[-1]
     xr = x.detach().unsqueeze(0).expand(nx, *x.shape).clone().requires_grad_(True)
     with torch.enable_grad():
-        y = step(xr)
+        y = step(xr) if name is None else _first_step(step, xr, name)
         _check_step_output(xr, y)
         seed = torch.eye(nx, dtype=y.dtype, device=y.device)
         seed = seed.reshape(nx, *([1] * (x.dim() - 1)), nx).expand_as(y)
@@ -177,7 +176,7 @@ def _jacobian(step: Step, x: Tensor) -> tuple[Tensor, Tensor]:
     return y[0].detach(), rows.movedim(0, -2)
 
 
-def _tangent_map(step: Step, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+def _tangent_map(step: Step, x: Tensor, Q: Tensor, name: str | None = None) -> tuple[Tensor, Tensor]:
     """``(step(x), J(x) @ Q)`` for ``Q`` of shape ``(..., Nx, k)``.
 
     For few tangent directions (k much smaller than Nx) forward-mode dual numbers push the
@@ -185,12 +184,13 @@ def _tangent_map(step: Step, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
     """
     nx, k = Q.shape[-2], Q.shape[-1]
     if 8 * k > nx:
-        x_next, J = _jacobian(step, x)
+        x_next, J = _jacobian(step, x, name)
         return x_next, J @ Q
     primal = x.unsqueeze(0).expand(k, *x.shape).clone()
     tangent = Q.movedim(-1, 0).contiguous()
     with fwAD.dual_level():
-        out = step(fwAD.make_dual(primal, tangent))
+        dual = fwAD.make_dual(primal, tangent)
+        out = step(dual) if name is None else _first_step(step, dual, name)
         x_next, JQ = fwAD.unpack_dual(out)
     if JQ is None:  # step does not depend on x at all
         JQ = torch.zeros_like(x_next)
@@ -233,9 +233,8 @@ def lyapunov_blocks(
         raise ValueError("on_state must be None or a callable taking the state (..., Nx)")
     x = x0.detach()
     with torch.no_grad():
-        _first_step(step, x, "x0")
-        for _ in range(n_transient):
-            x = step(x)
+        for t in range(n_transient):
+            x = _first_step(step, x, "x0") if t == 0 else step(x)
             if on_state is not None:
                 on_state(x)
     eye = torch.eye(nx, k, dtype=x0.dtype, device=x0.device)
@@ -245,7 +244,7 @@ def lyapunov_blocks(
     sums = x.new_zeros((*x.shape[:-1], k))
     with torch.no_grad():
         for t in range(n_steps):
-            x_next, JQ = _tangent_map(step, x, Q)
+            x_next, JQ = _tangent_map(step, x, Q, "x0" if t == 0 and not n_transient else None)
             if t == 0:
                 _check_step_output(x, x_next)
             if k == 1:  # QR of one column: its norm and direction

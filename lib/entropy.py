@@ -97,9 +97,7 @@ def log_abs_det_jacobian(step: Step, samples: Tensor) -> Tensor:
     if not callable(step):
         raise ValueError(f"step must be callable (states (..., Nx) -> (..., Nx)), got {step!r}")
     _check_samples("samples", samples)
-    from .dynamics import _first_step
-    _first_step(step, samples, "samples")
-    _, J = jacobian(step, samples)  # raises ValueError naming `step` if not (..., Nx) -> (..., Nx)
+    _, J = _jacobian(step, samples, "samples")  # raises ValueError naming `step` if not (..., Nx) -> (..., Nx)
     return _log_abs_det(J)
 
 
@@ -139,12 +137,10 @@ def entropy_trajectory(
     check_finite("H0", H0)
     if H0.numel() != 1:
         raise ValueError(f"H0 must be a single number, got shape {tuple(H0.shape)}")
-    from .dynamics import _first_step
-    _first_step(step, x0, "x0")
     xs, dH, Js = [x0], [], []
     x = x0
     for t in range(n_steps):
-        x, J = _jacobian(step, x)
+        x, J = _jacobian(step, x, "x0" if t == 0 else None)
         check_finite_result(f"the cloud at step {t + 1}", x, batch_dims=x.dim() - 1,
                             hint="these samples left the floats")
         dH.append(_log_abs_det(J).mean())
