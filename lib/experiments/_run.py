@@ -14,6 +14,12 @@ Output folder of a run (``out``)::
     model.pt          the final state_dict
     checkpoint.pt     the last epoch's checkpoint; rerunning the same command resumes it
     checkpoint_records/   one file per record (the checkpoint holds only their epochs)
+    .invocations.json     invocations and resumes of the folder, cumulative wall time
+    .lock                 held by the run that writes the folder (filelock)
+
+Every file is written through :func:`lib.training.atomic_write` (unique temporary name,
+fsync, rename); temporaries that a killed run left are swept when the next run takes the
+lock.
 """
 
 from __future__ import annotations
