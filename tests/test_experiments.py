@@ -611,3 +611,22 @@ def test_sigkill_in_the_middle_of_saves_leaves_no_orphans_after_the_next_start(t
     assert {p.name for p in removed} == orphans_seen
     print(f"kill-during-save: 12 kills, {len(orphans_seen)} orphan temporaries left by the "
           f"kills, 0 after the next start; model.pt whole after every kill")
+
+
+def test_run_json_records_the_commit_at_the_start_of_the_run(tmp_path, monkeypatch, capsys):
+    """A commit made while a run trains is not the code that ran: run.json records the
+    checkout as the invocation started (and every invocation's commit), not as it ended."""
+    from lib.experiments import _run
+    states = iter([{"commit": "a" * 40, "modified": 0, "untracked": 0, "dirty": False}])
+    later = {"commit": "b" * 40, "modified": 0, "untracked": 0, "dirty": False}
+    monkeypatch.setattr(_run, "git_state", lambda *a, **k: next(states, later))
+    out = tmp_path / "run"
+    assert main(["symbol-classification", "--model", "lstm", "--out", str(out), *TINY]) == 0
+    info = experiments.load_run(out)["run"]
+    assert info["commit"] == "a" * 40 and info["commits"] == ["a" * 40]
+    # a resume (more epochs) is a second invocation, on the later checkout
+    assert main(["symbol-classification", "--model", "lstm", "--out", str(out),
+                 *[v if v != "2" or i != 1 else "3" for i, v in enumerate(TINY)]]) == 0
+    info = experiments.load_run(out)["run"]
+    assert info["commit"] == "b" * 40 and info["commits"] == ["a" * 40, "b" * 40]
+    assert info["resumes"] == 1 and info["invocations"] == 2

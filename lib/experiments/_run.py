@@ -476,13 +476,17 @@ def _invocations(out: Path | None, resume: bool) -> tuple[dict[str, Any], Callab
         except (OSError, ValueError):
             prev = {}
     resumed = bool(resume and (out / "checkpoint.pt").exists())
+    git = git_state()  # the code this invocation runs: taken now, not when it ends
+    commit = git["commit"] + ("-dirty" if git["dirty"] else "")
     state = {"invocations": int(prev.get("invocations", 1 if resumed else 0)) + 1,
              "resumes": int(prev.get("resumes", 0)) + int(resumed),
+             "commits": [*prev.get("commits", []), commit], "git": git,
              "previous_wall_seconds": float(prev.get("wall_seconds_total", 0.0))}
 
     def update(*_args) -> None:
         state["wall_seconds_total"] = state["previous_wall_seconds"] + time.perf_counter() - t0
-        write_json(path, {k: v for k, v in state.items() if k != "previous_wall_seconds"})
+        write_json(path, {k: v for k, v in state.items()
+                          if k not in ("previous_wall_seconds", "git")})
 
     update()
     return state, update
@@ -522,11 +526,12 @@ def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress,
                 orbits[f"{key}_drift_epochs"] = torch.tensor(rec.drift_epochs)
         save_checkpoint(out / "orbits.pt", orbits)
         save_checkpoint(out / "model.pt", {"model": model.state_dict()})
-        git = git_state()
+        git = invocations["git"]  # as the last invocation started: the code that ran
         write_json(out / "run.json", {
             "experiment": experiment,
             "config": config_dict(cfg),
             "commit": git["commit"] + ("-dirty" if git["dirty"] else ""),
+            "commits": invocations["commits"],  # every invocation's, resumes included
             "dirty": git["dirty"],
             "git": git,
             "resumes": invocations["resumes"],
