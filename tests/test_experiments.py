@@ -630,3 +630,22 @@ def test_run_json_records_the_commit_at_the_start_of_the_run(tmp_path, monkeypat
     info = experiments.load_run(out)["run"]
     assert info["commit"] == "b" * 40 and info["commits"] == ["a" * 40, "b" * 40]
     assert info["resumes"] == 1 and info["invocations"] == 2
+
+
+@pytest.mark.parametrize("option", [["--sweep-field", "weight_seed"], ["--workers", "3"],
+                                    ["--executor", "inline"]])
+def test_sweep_options_without_seeds_exit_2(tmp_path, option, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["symbol-classification", "--out", str(tmp_path / "x"), *TINY, *option])
+    assert exc.value.code == 2
+    assert f"argument {option[0]}" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_language_model_command_names_its_data_before_training(tmp_path, lm_data, capsys):
+    out = tmp_path / "out"
+    assert main(["language-model", "--out", str(out), *TINY_LM, "--data", str(lm_data)]) == 0
+    err = capsys.readouterr().err
+    source = experiments.load_run(out)["run"]["summary"]["source"]
+    named = err.split("language-model data: ", 1)[1].splitlines()[0]
+    assert named and source.startswith(named)  # the run's source adds the vocabulary cap

@@ -50,8 +50,16 @@ def main(argv: list[str] | None = None) -> int:
               "resume": not args.no_resume}
     if getattr(args, "data", None) is not None:
         kwargs["data"] = args.data
+    if args.experiment == "language-model":  # say at once which data it trains on
+        kwargs["notify"] = lambda message: print(message, file=sys.stderr, flush=True)
     if args.seeds is not None and args.experiment == "language-model":
         sub.error("argument --seeds: sweeps are for symbol-classification and sine")
+    if args.seeds is None:  # sweep options without a sweep would be silently ignored
+        for option, value, default in (("--sweep-field", args.sweep_field, "seed"),
+                                       ("--workers", args.workers, 2),
+                                       ("--executor", args.executor, "local")):
+            if value != default:
+                sub.error(f"argument {option}: a sweep option; give --seeds to sweep")
     try:
         cfg = config_from_args(module.PAPER, args)
         if args.seeds is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -175,11 +176,13 @@ def _prepare_data(cfg: Config, corpus: corpus_mod.Corpus, device):
 
 
 def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=None,
+        notify: Callable[[str], None] | None = None,
         device: str = "cpu", progress: bool = True, resume: bool = True) -> _run.RunResult:
     """Train ``cfg.model`` and record its orbits; write the files into ``out`` (None: none).
 
     ``corpus``: a :class:`lib.corpus.Corpus` (default: :func:`lib.corpus.load_wikitext2` of
-    ``data``, a folder or None for the lookup of :mod:`lib.corpus`). Recorders
+    ``data``, a folder or None for the lookup of :mod:`lib.corpus`). ``notify`` (optional)
+    receives one line naming the text trained on, before training. Recorders
     ``"constant"`` and ``"feedback"`` hold samples ``(E, P, n_init, n_keep, 1 + W)`` (P
     orbit inputs, W projection tokens, no differences); ``"feedback"`` also λ_1 of the
     feedback map ``(E, P, n_init)``. The summary holds the test loss (nats per token), the
@@ -192,6 +195,8 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
         raise _run.ConfigError("data", "no WikiText-2 corpus was found (give its folder with "
                                        "--data or $RNN_BOOK_DATA); to train on the small "
                                        "synthetic stand-in instead, pass --allow-synthetic true")
+    if notify is not None:  # the command line says at once which text it trains on
+        notify(f"language-model data: {corpus.source}")
     corpus, (train, valid, test) = _prepare_data(cfg, corpus, device)
     d = corpus.dictionary
     V = len(d)
