@@ -10,10 +10,15 @@ against the exercise's solution, and the tests run each against wrong answers.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any, Callable
 
-__all__ = ["register", "check", "load_all", "CHECKS", "Check", "CheckResult"]
+import torch
+
+__all__ = ["register", "check", "load_all", "CHECKS", "Check", "CheckResult", "as_number",
+           "as_tensor", "call_answer"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,47 @@ def check(label: str, answer: Any, *, quiet: bool = False) -> CheckResult:
     if not quiet:
         print(f"✓ {label}: pass" if ok else f"✗ {label}: not yet: {why}. Hint: {c.hint}")
     return CheckResult(ok)
+
+
+# ----------------------------------------------------------------- helpers for the checks
+def as_number(value: Any, what: str = "the answer") -> float:
+    """A finite real number from ``value`` (a float, an int, or a one-element tensor or
+    array); otherwise ``AssertionError`` saying what ``what`` should be."""
+    if hasattr(value, "numel") and hasattr(value, "item"):
+        assert value.numel() == 1, (f"{what} should be one number, got a tensor of shape "
+                                    f"{tuple(value.shape)}")
+        value = value.item()
+    elif hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # a NumPy scalar
+        value = value.item()
+    assert isinstance(value, Real) and not isinstance(value, bool), (
+        f"{what} should be a number, got {type(value).__name__}")
+    number = float(value)
+    assert math.isfinite(number), f"{what} should be finite, got {value!r}"
+    return number
+
+
+def as_tensor(value: Any, shape: tuple[int, ...], what: str = "the answer", *,
+              reshape: bool = False) -> torch.Tensor:
+    """``value`` as a finite float64 tensor of ``shape`` (``reshape``: any layout of that
+    many numbers is accepted); otherwise ``AssertionError`` naming ``what``."""
+    t = torch.as_tensor(value, dtype=torch.float64)
+    if reshape:
+        n = math.prod(shape)
+        assert t.numel() == n, f"{what} must have {n} numbers, got {t.numel()}"
+        t = t.reshape(shape)
+    assert tuple(t.shape) == tuple(shape), (f"{what} must have shape {tuple(shape)}, "
+                                            f"got {tuple(t.shape)}")
+    assert bool(torch.isfinite(t).all()), f"{what} has non-finite values"
+    return t
+
+
+def call_answer(answer: Any, *args: Any) -> Any:
+    """Call the student's function; an error inside it is a wrong answer, said plainly."""
+    assert callable(answer), f"expected a function, got {type(answer).__name__}"
+    try:
+        return answer(*args)
+    except (TypeError, ValueError, IndexError, RuntimeError, ZeroDivisionError) as err:
+        raise AssertionError(f"your function raised {type(err).__name__}: {err}") from None
 
 
 _MODULES = ("dynamical_systems", "derivative_recursion", "entropy", "smoothness",

@@ -8,9 +8,9 @@ solution cells, so a check runs in microseconds and needs no simulation.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
-from lib.selfcheck import register
+from lib.selfcheck import as_number, register
 
 __all__ = ["S_STAR", "SIGN_FLIPS_CHAOTIC", "LAMBDA1_RANGE"]
 
@@ -25,15 +25,6 @@ _ZERO_ENTRIES = (6,)  # θ_6 = W_hf[1, 0] = 0: flipping it changes nothing
 LAMBDA1_RANGE = (0.14, 0.20)
 
 
-def _number(value, what: str) -> float:
-    """A real number from ``value`` (a float, int, 0-d tensor or array)."""
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    assert isinstance(value, Real) and not isinstance(value, bool), (
-        f"{what} should be a number, got {type(value).__name__}")
-    value = float(value)
-    assert math.isfinite(value), f"{what} is not finite ({value})"
-    return value
 
 
 @register(
@@ -44,7 +35,7 @@ def _number(value, what: str) -> float:
     expects="s* as a float",
 )
 def _s_star(answer) -> None:
-    s = _number(answer, "s*")
+    s = as_number(answer, "s*")
     assert s > 0, f"s* = {s:.4g} is not positive: take the positive root of the quadratic"
     assert abs(s - S_STAR) <= 1e-6 * S_STAR, (
         f"s* = {s:.6g} does not put an eigenvalue of I/2 + (s/4) W_hg on the unit circle")
@@ -58,7 +49,7 @@ def _s_star(answer) -> None:
 )
 def _horizons(answer) -> None:
     assert len(answer) == 3, f"expected 3 numbers, got {len(answer)}"
-    t_bf16, t_f16, per_bit = (_number(v, w) for v, w in zip(
+    t_bf16, t_f16, per_bit = (as_number(v, w) for v, w in zip(
         answer, ("steps for bfloat16", "steps for float16", "steps per bit")))
     assert per_bit > 0 and t_bf16 > 0 and t_f16 > 0, "the numbers of steps must be positive"
     lam = math.log(2) / per_bit

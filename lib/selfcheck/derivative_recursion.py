@@ -12,7 +12,7 @@ import torch
 
 from lib import sensitivity as sens
 from lib.models import GRU, ElmanRNN
-from lib.selfcheck import register
+from lib.selfcheck import as_tensor, register
 
 _DT = torch.float64
 
@@ -33,12 +33,6 @@ def _elman_problem():
     return elman, theta, x0, u, y
 
 
-def _as_tensor(value, shape, what: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=_DT)
-    assert tuple(t.shape) == tuple(shape), (f"{what} must have shape {tuple(shape)}, "
-                                            f"got {tuple(t.shape)}")
-    assert bool(torch.isfinite(t).all()), f"{what} has non-finite values"
-    return t
 
 
 @register("ex-derivative-recursion-1",
@@ -50,7 +44,7 @@ def _elman_jacobians(answer) -> None:
     elman, theta, x0, u, _ = _elman_problem()
     jac = sens.jacobians(elman.f, elman.g, theta, x0, u)
     for name, mine, ref in (("A_3", A, jac.A[3]), ("B_3", B, jac.B[3]), ("F_3", F, jac.F[3])):
-        mine = _as_tensor(mine, ref.shape, name)
+        mine = as_tensor(mine, ref.shape, name)
         err = (mine - ref).abs().max().item()
         assert err < 1e-10, f"{name} differs from the network's Jacobian by {err:.2e}"
 
@@ -72,7 +66,7 @@ def _gru_gradient() -> torch.Tensor:
           expects="the gradient of V for the exercise's GRU, a tensor of shape (N_theta,)")
 def _adjoint(answer) -> None:
     ref = _gru_gradient()
-    mine = _as_tensor(answer, ref.shape, "the gradient")
+    mine = as_tensor(answer, ref.shape, "the gradient")
     err = (mine - ref).abs().max().item()
     assert err < 1e-10, (f"the gradient differs from cost_gradient by {err:.2e} "
                          f"(relative {err / ref.abs().max().item():.2e})")
@@ -91,6 +85,6 @@ def _x0_gradient() -> torch.Tensor:
           expects="the gradient of V with respect to x0, a tensor of shape (N_x,) = (4,)")
 def _x0(answer) -> None:
     ref = _x0_gradient()
-    mine = _as_tensor(answer, ref.shape, "the gradient")
+    mine = as_tensor(answer, ref.shape, "the gradient")
     err = (mine - ref).abs().max().item()
     assert err < 1e-10, f"the gradient differs from autograd's by {err:.2e}"

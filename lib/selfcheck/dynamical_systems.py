@@ -13,19 +13,13 @@ import torch
 
 from lib.dynamics import fixed_points, lyapunov_spectrum
 from lib.models import LSTM, ElmanRNN
-from lib.selfcheck import register
+from lib.selfcheck import as_tensor, register
 
 _DT = torch.float64
 W0 = ((-1.5, 3.6), (-1.3, -3.3))
 B0 = (-1.85, -2.27)
 
 
-def _tensor(value, shape: tuple[int, ...], what: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=_DT).reshape(-1)
-    n = math.prod(shape)
-    assert t.numel() == n, f"{what} must have {n} numbers, got {t.numel()}"
-    assert bool(torch.isfinite(t).all()), f"{what} has non-finite values"
-    return t.reshape(shape)
 
 
 @register("ex-dynamical-systems-1",
@@ -34,8 +28,8 @@ def _tensor(value, shape: tuple[int, ...], what: str) -> torch.Tensor:
           expects="a pair (A, exponents): a 3 x 3 matrix and a tensor of 3 exponents")
 def _linear_map(answer) -> None:
     A, exponents = answer
-    A = _tensor(A, (3, 3), "A")
-    exponents = _tensor(exponents, (3,), "the exponents")
+    A = as_tensor(A, (3, 3), "A", reshape=True)
+    exponents = as_tensor(exponents, (3,), "the exponents", reshape=True)
     assert bool((A.tril(-1) != 0).any() and (A.triu(1) != 0).any()), (
         "choose a matrix that is not triangular (for a triangular one the QR method is "
         "exact at once)")
@@ -65,7 +59,7 @@ def _rotation_lambdas() -> torch.Tensor:
                "orbit lies on an invariant circle, where lambda_1 is (nearly) zero",
           expects="a tensor of 8 largest exponents, for rho = torch.linspace(0.8, 1.5, 8)")
 def _rotation(answer) -> None:
-    lam = _tensor(answer, (8,), "the answer")
+    lam = as_tensor(answer, (8,), "the answer", reshape=True)
     rhos = torch.linspace(0.8, 1.5, 8, dtype=_DT)
     below = rhos < 0.95
     err_below = (lam[below] - rhos[below].log()).abs().max().item()
@@ -114,7 +108,7 @@ def _lstm_fixed_point(answer) -> None:
                "and keep a draw whose lambda_1 is clearly above 0.05",
           expects="a tensor of 4 recurrent weights (W_hi, W_hf, W_hg, W_ho)")
 def _chaotic_lstm(answer) -> None:
-    w = _tensor(answer, (4, 1), "W_hh")
+    w = as_tensor(answer, (4, 1), "W_hh", reshape=True)
     lstm = LSTM(0, 1)
     th = lstm.flatten({"weight_ih": torch.zeros(4, 0, dtype=_DT), "weight_hh": w,
                        "bias_ih": torch.zeros(4, dtype=_DT),

@@ -8,14 +8,13 @@ or from closed forms, so it needs no variable of the chapter.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 
 from lib.dynamics import lyapunov_spectrum
 from lib.entropy import entropy_change, gaussian_entropy
 from lib.models import ElmanRNN
-from lib.selfcheck import register
+from lib.selfcheck import as_number, call_answer, register
 
 __all__ = ["rotation", "driven_entropy_reference", "expansive_exponent_sum"]
 
@@ -60,25 +59,8 @@ def expansive_exponent_sum() -> float:
                  .mean(0).sum())
 
 
-def _number(answer) -> float:
-    if isinstance(answer, torch.Tensor):
-        assert answer.numel() == 1, \
-            f"expected one number, got a tensor of shape {tuple(answer.shape)}"
-        answer = answer.item()
-    assert isinstance(answer, Real) and not isinstance(answer, bool), \
-        f"expected a number, got {type(answer).__name__}"
-    value = float(answer)
-    assert math.isfinite(value), f"expected a finite number, got {answer!r}"
-    return value
 
 
-def _call(answer, *args):
-    """Call the student's function; an error inside it is a wrong answer, said plainly."""
-    assert callable(answer), f"expected a function, got {type(answer).__name__}"
-    try:
-        return answer(*args)
-    except (TypeError, ValueError, IndexError, RuntimeError) as err:
-        raise AssertionError(f"your function raised {type(err).__name__}: {err}") from None
 
 
 @register(
@@ -98,7 +80,7 @@ def _slack(answer) -> None:
          "diag(1, 1, 0.1)"),
     ]
     for A, want, name in cases:
-        got = _number(_call(answer, A))
+        got = as_number(call_answer(answer, A))
         assert abs(got - want) < 1e-9 * max(1.0, abs(want)), \
             f"for {name} your slack is {got:.6g}, not {want:.6g}"
 
@@ -129,7 +111,7 @@ def _driven(answer) -> None:
     expects="one number: lambda_1 + lambda_2 in nats per step",
 )
 def _exponent_sum(answer) -> None:
-    value = _number(answer)
+    value = as_number(answer)
     want = expansive_exponent_sum()
     assert abs(value - want) < 0.01, \
         f"{value:.4f} is not the sum of the two exponents on the attractor"
@@ -141,7 +123,7 @@ def _exponent_sum(answer) -> None:
     expects="one number: H(|x|) - H(x) in nats",
 )
 def _fold(answer) -> None:
-    value = _number(answer)
+    value = as_number(answer)
     assert abs(value - (-math.log(2))) < 1e-3, \
         f"{value:.4f} nats is not the entropy lost by folding the two half-lines"
 

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from lib.selfcheck import register
+from lib.selfcheck import call_answer, register
 
 __all__ = ["unigram_perplexity_reference", "modrelu_derivative_reference", "phi_max"]
 
@@ -38,13 +38,6 @@ def phi_max(beta: tuple[float, float, float, float]) -> float:
     return 1 - 1 / c_max
 
 
-def _call(answer, *args):
-    """Call the student's function; an error inside it is a wrong answer, said plainly."""
-    assert callable(answer), f"expected a function, got {type(answer).__name__}"
-    try:
-        return answer(*args)
-    except (TypeError, ValueError, IndexError, RuntimeError, ZeroDivisionError) as err:
-        raise AssertionError(f"your function raised {type(err).__name__}: {err}") from None
 
 
 @register(
@@ -65,7 +58,7 @@ def _unigram(answer) -> None:
                       torch.randint(0, n_words, (n_valid,), generator=gen), n_words))
     for train, valid, n_words in cases:
         want = unigram_perplexity_reference(train, valid, n_words)
-        got = float(_call(answer, train.clone(), valid.clone(), n_words))
+        got = float(call_answer(answer, train.clone(), valid.clone(), n_words))
         assert math.isfinite(got), (
             f"perplexity {got} for a validation word that the training tokens never "
             "contain: smooth the counts (add one to each)")
@@ -91,7 +84,7 @@ def _modrelu_derivative(answer) -> None:
     away = ((z.abs() > 1e-3) & ((z.abs() + b).abs() > 1e-3))  # off the kinks
     z, b = z[away], b[away]
     want = modrelu_derivative_reference(z, b)
-    got = torch.as_tensor(_call(answer, z.clone(), b.clone())).to(torch.float64)
+    got = torch.as_tensor(call_answer(answer, z.clone(), b.clone())).to(torch.float64)
     assert got.shape == z.shape, f"expected a tensor of shape {tuple(z.shape)}, got " \
                                  f"{tuple(got.shape)}"
     wrong = (got - want).abs() > 1e-9

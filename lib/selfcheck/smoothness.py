@@ -8,12 +8,11 @@ map's Lyapunov exponent log 2), so it needs no variable of the chapter.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 
 from lib import lipschitz as lip
-from lib.selfcheck import register
+from lib.selfcheck import as_number, register
 
 __all__ = ["softmax_hard_cases", "p_ratio_reference"]
 
@@ -26,16 +25,6 @@ def _pair(answer) -> tuple[float, float]:
     return a, b
 
 
-def _number(answer) -> float:
-    if isinstance(answer, torch.Tensor):
-        assert answer.numel() == 1, f"expected one number, got a tensor of shape " \
-                                    f"{tuple(answer.shape)}"
-        answer = answer.item()
-    assert isinstance(answer, Real) and not isinstance(answer, bool), \
-        f"expected a number, got {type(answer).__name__}"
-    value = float(answer)
-    assert math.isfinite(value), f"expected a finite number, got {answer!r}"
-    return value
 
 
 @register(
@@ -89,7 +78,7 @@ def _softmax_constants(answer) -> None:
     assert isinstance(answer, dict), f"expected a dict, got {type(answer).__name__}"
     missing = [k for k in ("K0", "K1", "K2", "K3", "K4") if k not in answer]
     assert not missing, f"the dict lacks {missing}"
-    K = {k: _number(answer[k]) for k in ("K0", "K1", "K2", "K3", "K4")}
+    K = {k: as_number(answer[k]) for k in ("K0", "K1", "K2", "K3", "K4")}
     assert all(v >= 0 for v in K.values()), f"the constants must be >= 0, got {K}"
     assert K["K3"] == 1.0, f"K3 = {K['K3']}: l' = softmax(y_hat) - K3 y fixes K3"
     a, b, y = softmax_hard_cases()
@@ -137,7 +126,7 @@ def p_ratio_reference(N: int = 50, Lf: float = 1.1) -> float:
     expects="one number: the largest ratio P~(t, l) / P(t, l)",
 )
 def _p_ratio(answer) -> None:
-    value = _number(answer)
+    value = as_number(answer)
     want = p_ratio_reference()
     assert value <= 1 + 1e-9, f"{value:.6f} > 1 would mean that P~ exceeds P somewhere"
     assert abs(value - want) < 1e-6, \
@@ -152,7 +141,7 @@ def _p_ratio(answer) -> None:
     expects="one number: the fitted growth rate in nats per step",
 )
 def _logistic_rate(answer) -> None:
-    value = _number(answer)
+    value = as_number(answer)
     assert abs(value - math.log(2)) < 0.1 * math.log(2), \
         f"the rate {value:.4f} is not within 10 % of what the lemma predicts for this map " \
         f"(natural logarithms, per step)"
