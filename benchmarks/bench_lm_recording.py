@@ -11,11 +11,15 @@ one record made two ways:
   feedback map from fresh orbits in float64 (``lyapunov_sampler``, 1500 + 500 steps),
   each step running the 5,000-word arg-max decoder again (both ways now share the
   per-word input-drive table of ``feedback_map``, so the ratio understates the old cost);
-* **along** (the recorder now): ``orbit_sampler(lyapunov_steps=500)``, λ_1 measured along
-  the feedback orbits themselves in one pass (one decoder per step).
+* **along, decoder not packed**: ``orbit_sampler(lyapunov_steps=500)``, λ_1 measured
+  along the feedback orbits themselves in one pass (one decoder per step), with the
+  decoder's product as in training (``torch.nn.functional.linear``);
+* **along** (the recorder now): the same, with the decoder's weight packed once per record
+  (``LanguageModel.token_map``, oneDNN; ``benchmarks/bench_packed_linear.py``).
 
-Both include the constant-input orbits. It prints the medians, each as a fraction of the
-epoch (target of issue 14: at most 10 %), and the ratio separate / along.
+All include the constant-input orbits. It prints the medians, each as a fraction of the
+epoch (target of issue 14: at most 10 %), the ratios separate / along and not packed /
+along, and checks that packing changed no recorded number.
 
 Run: ``.venv/bin/python benchmarks/bench_lm_recording.py [--repeats 3]``.
 """
@@ -23,6 +27,8 @@ Run: ``.venv/bin/python benchmarks/bench_lm_recording.py [--repeats 3]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import statistics
 import time
 from dataclasses import replace
@@ -39,6 +45,17 @@ def cpu_time(fn) -> float:
     t0 = time.process_time()
     fn()
     return time.process_time() - t0
+
+
+@contextlib.contextmanager
+def decoder_not_packed():
+    """LanguageModel.token_map with pack=False, for the comparison."""
+    original = LanguageModel.token_map
+    LanguageModel.token_map = functools.partialmethod(original, pack=False)
+    try:
+        yield
+    finally:
+        LanguageModel.token_map = original
 
 
 def main() -> None:
@@ -67,18 +84,28 @@ def main() -> None:
                            n_steps=cfg.lyap_steps, n_transient=cfg.n_burn, seed=0,
                            shared_init=False)
     along = orbit_sampler(ids, feedback=True, **common, lyapunov_steps=cfg.lyap_steps)
-    separate_t, along_t = [], []
-    for _ in range(args.repeats):  # interleaved, so that load changes hit both ways alike
+    y_packed = along(lm)
+    lam_packed = along.last_lyapunov
+    with decoder_not_packed():
+        y_plain = along(lm)
+    same = bool(torch.equal(y_packed, y_plain) and torch.equal(lam_packed, along.last_lyapunov))
+    separate_t, plain_t, along_t = [], [], []
+    for _ in range(args.repeats):  # interleaved, so that load changes hit all ways alike
         separate_t.append(cpu_time(lambda: (constant(lm), feedback(lm), lam(lm))))
+        with decoder_not_packed():
+            plain_t.append(cpu_time(lambda: (constant(lm), along(lm))))
         along_t.append(cpu_time(lambda: (constant(lm), along(lm))))
-    sep, alo = statistics.median(separate_t), statistics.median(along_t)
+    sep, pla, alo = (statistics.median(t) for t in (separate_t, plain_t, along_t))
     print(f"mid scale (E=H=256, V={len(corpus.dictionary)}, {train_w.data.numel():,} training "
           f"tokens, {corpus.source}): one epoch {epoch:.1f} s CPU")
     print(f"one record, separate λ_1 (before): median {sep:.2f} s = {100 * sep / epoch:.1f} % "
           f"of an epoch  [{', '.join(f'{t:.2f}' for t in separate_t)}]")
+    print(f"one record, λ_1 along the orbits, decoder not packed: median {pla:.2f} s = "
+          f"{100 * pla / epoch:.1f} % of an epoch  [{', '.join(f'{t:.2f}' for t in plain_t)}]")
     print(f"one record, λ_1 along the orbits (now): median {alo:.2f} s = "
           f"{100 * alo / epoch:.1f} % of an epoch  [{', '.join(f'{t:.2f}' for t in along_t)}]")
-    print(f"ratio separate / along = {sep / alo:.2f}")
+    print(f"ratio separate / along = {sep / alo:.2f}; not packed / along = {pla / alo:.2f}")
+    print(f"packing changed no recorded orbit or λ_1: {same}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from . import _packed
 from ._checks import (ArgumentTypeError, check_broadcast, check_callable, check_finite,
                       check_int, check_last_dim, check_nonnegative_int, check_positive_int,
                       check_real, check_tensor)
@@ -867,6 +868,27 @@ class LanguageModel(nn.Module):
         if bool(torch.isnan(h).any()):
             raise ValueError("h holds NaN entries: the most probable word is undefined")
         return logits.argmax(-1)
+
+    def token_map(self, *, pack: bool = True) -> Callable[[Tensor], Tensor]:
+        """:meth:`feedback_token` for a loop over fixed weights: ``h (..., H) -> ids (...)``.
+
+        The decoder's weight is copied now and packed once (:func:`lib._packed.packed_linear`,
+        oneDNN on the CPU in float32; otherwise, or with ``pack=False``, the same product as
+        :meth:`readout`). The packed logits differ from :meth:`readout`'s by float rounding,
+        so the word differs only where two logits tie to rounding. A NaN in ``h`` raises
+        ``ValueError``. Build a new map after the weights change.
+        """
+        decode = _packed.packed_linear(self.decoder.weight, self.decoder.bias, pack=pack)
+        H = self.n_hidden
+
+        def token(h: Tensor) -> Tensor:
+            check_tensor("h", h, floating=True, last=H, finite=False, what=f"(..., {H})")
+            if bool(torch.isnan(h).any()):
+                raise ValueError("h holds NaN entries: the most probable word is undefined")
+            return decode(h.to(self.decoder.weight.dtype)).argmax(-1)
+
+        token.decode = decode  # whether the decoder is packed: token.decode.packed
+        return token
 
     def feedback_input(self, h: Tensor) -> Tensor:
         """The embedding of the most probable next word, ``(..., E)``."""

@@ -372,6 +372,11 @@ spec("lib.models.LanguageModel.init_state", mutate=(),
     lambda draw: (LM.init_state, {"batch_size": small(draw)}))
 spec("lib.models.LanguageModel.input_vectors", bad=((lambda kw: {"ids": -kw["ids"] - 1}, "token"),))(
     lambda draw: (LM.input_vectors, {"ids": _tokens(draw, small(draw))}))
+spec("lib.models.LanguageModel.token_map", mutate=(),
+     check=lambda r, kw: callable(r) and torch.equal(
+         r(torch.zeros(2, 4)), LM.feedback_token(torch.zeros(2, 4))),
+     bad=((lambda kw: {"pack": "yes"}, "pack"),))(
+    lambda draw: (LM.token_map, {"pack": draw(st.booleans())}))
 for _meth in ("readout", "feedback_token", "feedback_input"):
     spec(f"lib.models.LanguageModel.{_meth}", shape=("h",), propagates_nan=_meth != "feedback_token")(
         lambda draw, m=_meth: (getattr(LM, m), {"h": rnd(draw, small(draw), 4,
