@@ -34,8 +34,8 @@ def test_packed_is_the_affine_map_to_float_rounding(bias):
     assert y.shape == want.shape == (2, 7, 300)
     rel = float((y - want).abs().max() / want.abs().max())
     assert 0.0 <= rel < 1e-5
-    assert f.packed == (torch.backends.mkldnn.is_available()
-                        and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    import lib._packed as P
+    assert f.packed == (P._onednn_ops() is not None)
     assert torch.equal(f(x), y)  # deterministic: the same numbers on every call
     other = f(x[:1, :3])  # another number of rows than the packing's
     assert float((other - want[:1, :3]).abs().max() / want.abs().max()) < 1e-5
@@ -121,3 +121,24 @@ def test_feedback_orbits_through_the_packed_decoder(kind):
         LanguageModel.token_map = original
     assert torch.equal(y_unpacked, y_along)
     assert torch.equal(along.last_lyapunov, lam)
+
+
+def test_without_onednn_the_map_is_linear(monkeypatch):
+    """A torch without the packed operators (or whose operators fail) gets linear itself."""
+    import lib._packed as P
+
+    w, b, x = weights()
+    monkeypatch.setattr(P, "_onednn_ops", lambda: None)
+    f = packed_linear(w, b)
+    assert torch.equal(f(x), torch.nn.functional.linear(x, w, b)) and f.packed is False
+
+    class Failing:
+        def _reorder_linear_weight(self, *a):
+            raise RuntimeError("not on this CPU")
+
+        def _linear_pointwise(self, *a):
+            raise RuntimeError("not on this CPU")
+
+    monkeypatch.setattr(P, "_onednn_ops", lambda: Failing())
+    g = packed_linear(w, b)
+    assert torch.equal(g(x), torch.nn.functional.linear(x, w, b)) and g.packed is False
