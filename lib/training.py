@@ -34,6 +34,7 @@ import math
 import os
 import random
 import tempfile
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -873,7 +874,7 @@ def train(
     resume: bool = True,
     config: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
-    progress: bool = True,
+    progress: bool | str = True,
     desc: str = "training",
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` epochs; record, checkpoint and resume.
@@ -892,6 +893,10 @@ def train(
     means per target entry whatever ``loss_fn``'s reduction: with ``reduction="sum"`` (the
     authors' convention) the gradient, and so the clipping, sees the summed loss.
 
+    ``progress``: True, a ``tqdm`` bar (cleared at the end); ``"lines"``, one line per
+    epoch on standard error, for a log file (the command line's choice when standard error
+    is not a terminal); False, nothing.
+
     Recorders that want epoch 0 (``at_start``) run once before training. With
     ``checkpoint`` set, the recorders write their records beside it (see
     :class:`OrbitRecorder`). With ``checkpoint`` set and
@@ -904,6 +909,8 @@ def train(
     and ``record_seconds``.
     """
     check_positive_int("epochs", epochs)
+    if progress not in (True, False, "lines"):
+        raise ValueError(f"progress must be True, False or 'lines', got {progress!r}")
     if clip is not None:
         check_positive_real("clip", clip)
     check_positive_real("lr", lr)
@@ -959,7 +966,7 @@ def train(
             save_checkpoint(ckpt_path, snapshot(0))
 
     bar = None
-    if progress and start <= epochs:
+    if progress is True and start <= epochs:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, initial=start - 1, desc=desc, leave=False)
     try:
@@ -997,6 +1004,11 @@ def train(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in row if k.startswith(("train_", "val_"))})
+            elif progress == "lines":
+                scores = ", ".join(f"{k} {row[k]:.4g}" for k in row
+                                   if k.startswith(("train_", "val_")) and k[-6:] != "_items")
+                print(f"{desc}: epoch {epoch}/{epochs}: {scores}; {seconds:.1f} s, records "
+                      f"{row['record_seconds']:.1f} s", file=sys.stderr, flush=True)
             for cb in callbacks:
                 cb(epoch, history)
     finally:

@@ -649,3 +649,46 @@ def test_language_model_command_names_its_data_before_training(tmp_path, lm_data
     source = experiments.load_run(out)["run"]["summary"]["source"]
     named = err.split("language-model data: ", 1)[1].splitlines()[0]
     assert named and source.startswith(named)  # the run's source adds the vocabulary cap
+
+
+# --------------------------------------------------------------------------- the command line, for a newcomer
+def test_log_lines_rerun_hint_and_default_named(tmp_path, capsys):
+    """Without a terminal (a log file) the command writes one line per epoch, not a bar; a
+    rerun of a finished run says that it trains nothing; an error caused by an option the
+    user did not give says that its default is at fault."""
+    out = tmp_path / "r"
+    argv = ["symbol-classification", "--out", str(out), *[a for a in TINY if a != "--no-progress"]]
+    assert main(argv) == 0  # pytest's captured stderr is not a terminal
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if ": epoch " in line]
+    assert [line.split(": epoch ")[1].split(":")[0] for line in lines] == ["1/2", "2/2"]
+    assert "train_loss" in lines[0] and "val_loss" in lines[0] and "\r" not in err
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "already holds this run, finished: nothing to train" in err
+    assert ": epoch " not in err
+    argv[argv.index("--epochs") + 1] = "3"  # more epochs: resumed, no such note
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "already holds" not in err and "epoch 3/3" in err
+    i = TINY.index("--windows")
+    no_windows = TINY[:i] + TINY[i + 5:]
+    bad = ["symbol-classification", "--out", str(tmp_path / "w"), *no_windows]
+    bad[bad.index("--seq-len") + 1] = "20"  # the default windows reach step 49
+    err = exits_2(bad, capsys)
+    assert "argument --windows (not given: its default):" in err
+    bad += ["--windows", "2", "6", "12", "40"]  # given: no such note
+    err = exits_2(bad, capsys)
+    assert "argument --windows:" in err and "not given" not in err
+
+
+def test_language_model_takes_the_other_experiments_option_names(tmp_path, lm_data):
+    """--orbit-init, --orbit-std and --lyapunov-steps name n_init, std and lyap_steps."""
+    out = tmp_path / "lm"
+    argv = [a for a in TINY_LM]
+    for old, new in (("--n-init", "--orbit-init"), ("--lyap-steps", "--lyapunov-steps")):
+        argv[argv.index(old)] = new
+    assert main(["language-model", "--out", str(out), *argv, "--orbit-std", "3.5",
+                 "--data", str(lm_data)]) == 0
+    cfg = experiments.load_run(out)["run"]["config"]
+    assert (cfg["n_init"], cfg["lyap_steps"], cfg["std"]) == (2, 5, 3.5)

@@ -303,6 +303,8 @@ def test_bad_training_arguments():
                          ({"epochs": 1, "lr": 0.0}, "lr"), ({"epochs": 1, "optimizer": "lbfgs"}, "optimizer")):
         with pytest.raises(ValueError, match=name):
             train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 30), progress=False, **kwargs)
+    with pytest.raises(ValueError, match="progress"):
+        train(classifier(), nn.CrossEntropyLoss(), Batches(u, y, 30), epochs=1, progress="bar")
 
 
 # ----------------------------------------------------------------------------- truncated BPTT

@@ -266,7 +266,7 @@ FIELD_HELP = {  # what each config field means, for --help
     "lyapunov_transient": "steps before averaging", "seed": "seed of data and weights",
     "weight_seed": "seed of the initial weights and batch order ('none': --seed)",
     "windows": "the two windows A1 B1 A2 B2 where the symbols sit",
-    "orbit_inputs": "constant inputs of the orbits (sine: their number; LM: words)",
+    "orbit_inputs": "constant inputs of the orbits",
     "n_embed": "embedding size", "n_hidden": "hidden units", "dropout": "dropout probability",
     "bptt": "truncated-BPTT window (steps)", "eval_batch_size": "streams when evaluating",
     "patience": "ReduceLROnPlateau patience (epochs)", "factor": "ReduceLROnPlateau factor",
@@ -287,13 +287,18 @@ FIELD_HELP = {  # what each config field means, for --help
 }
 
 
-def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequence] = {}) -> None:
-    """One option ``--field-name`` per field of ``config_cls``, default: the field's."""
+def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequence] = {},
+                         *, help: Mapping[str, str] = {},
+                         aliases: Mapping[str, Sequence[str]] = {}) -> None:
+    """One option ``--field-name`` per field of ``config_cls``, default: the field's.
+
+    ``help`` overrides :data:`FIELD_HELP` for this experiment; ``aliases`` gives a field
+    further option names (the names other experiments use for the same quantity)."""
     hints = typing.get_type_hints(config_cls)
     for f in fields(config_cls):
         typ, nargs = _cli_type(hints[f.name])
         default = f.default
-        what = FIELD_HELP.get(f.name, "")
+        what = help.get(f.name, FIELD_HELP.get(f.name, ""))
         kw: dict[str, Any] = {"dest": f.name, "default": None,
                               "help": f"{what}{'; ' if what else ''}default: {default!r}"}
         if nargs:
@@ -305,7 +310,8 @@ def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequenc
             inner = kw["type"]
             kw["type"] = lambda s, inner=inner: None if s.lower() == "none" else inner(s)
             kw["help"] += " ('none' to unset)"
-        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+        names = ["--" + f.name.replace("_", "-"), *aliases.get(f.name, ())]
+        parser.add_argument(*names, **kw)
 
 
 def config_from_args(base: Any, args) -> Any:
@@ -428,7 +434,7 @@ def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
 
 
 def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: str,
-                   recorders: Mapping[str, OrbitRecorder], device, progress: bool,
+                   recorders: Mapping[str, OrbitRecorder], device, progress: bool | str,
                    resume: bool, summarize: Callable[[TrainResult], dict] | None = None,
                    **train_kwargs) -> RunResult:
     """:func:`lib.training.train` with the config's epochs, lr and clip, then the files.

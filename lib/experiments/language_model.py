@@ -41,6 +41,10 @@ PROJECTIONS = ("decoder_mean", "hidden_mean")
 CHOICES = {"model": models.LanguageModel.KINDS, "loss_reduction": _run.LOSS_REDUCTIONS,
            "stable_rule": models.STABLE_RULES, "projection": PROJECTIONS,
            "missing_train": ("error", "valid-as-train")}
+# the option names the other experiments use for the same quantities, for the command line
+ALIASES = {"n_init": ("--orbit-init",), "std": ("--orbit-std",),
+           "lyap_steps": ("--lyapunov-steps",)}
+FIELD_HELP = {"orbit_inputs": "words among the constant inputs, after the random ones"}
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,7 @@ def _prepare_data(cfg: Config, corpus: corpus_mod.Corpus, device):
 
 def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=None,
         notify: Callable[[str], None] | None = None,
-        device: str = "cpu", progress: bool = True, resume: bool = True) -> _run.RunResult:
+        device: str = "cpu", progress: bool | str = True, resume: bool = True) -> _run.RunResult:
     """Train ``cfg.model`` and record its orbits; write the files into ``out`` (None: none).
 
     ``corpus``: a :class:`lib.corpus.Corpus` (default: :func:`lib.corpus.load_wikitext2` of

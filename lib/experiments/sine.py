@@ -23,6 +23,7 @@ from . import _run
 NAME = "sine"
 HELP = "sine generation: a fixed point gives way to an oscillation"
 CHOICES = _run.SequenceTaskConfig.CHOICES
+FIELD_HELP = {"orbit_inputs": "number of constant inputs ω of the orbits"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Config(_run.SequenceTaskConfig):
 PAPER = Config()
 
 
-def run(cfg: Config, out=None, *, device: str = "cpu", progress: bool = True,
+def run(cfg: Config, out=None, *, device: str = "cpu", progress: bool | str = True,
         resume: bool = True) -> _run.RunResult:
     """Train and record one run of ``cfg``; write its files into ``out`` (None: none).
 

@@ -62,7 +62,7 @@ class Config(_run.SequenceTaskConfig):
 PAPER = Config()
 
 
-def run(cfg: Config, out=None, *, device: str = "cpu", progress: bool = True,
+def run(cfg: Config, out=None, *, device: str = "cpu", progress: bool | str = True,
         resume: bool = True) -> _run.RunResult:
     """Train and record one run of ``cfg``; write its files into ``out`` (None: none).
 
