@@ -694,7 +694,9 @@ def initial_state_gradients(model, theta: Tensor, x0: Tensor, u: Tensor, y: Tens
     products ``Φ_t = ∂x_t/∂x0`` (eq. S1 with D_0 = I and no parameter term). One forward-mode
     rollout carries the Nx tangent directions of ``x0`` on a leading batch axis and gives
     every horizon ``n = 1..N`` at once; the norm ``||∇_{x0} V_n||`` is the local Lipschitz
-    constant of ``V_n`` at ``x0``.
+    constant of ``V_n`` at ``x0``. The output Jacobians ``C_t Φ_t`` of one initial state
+    by reverse-mode steps are :func:`lib.sensitivity.initial_state_sensitivity`; the two
+    routes give the same gradients (tested).
 
     Args:
         model: a ``lib.models`` state-space model (``f``, ``g``, ``n_params``, ``nx``).

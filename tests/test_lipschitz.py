@@ -411,6 +411,15 @@ def test_initial_state_gradients_match_reverse_mode_and_jacobian_products():
         _, A = jacobian(lambda z, t=t: model.f(z, u[t], theta), xs[t])
         phi = A @ phi
         assert torch.allclose(out.jacobian[:, t], phi, atol=1e-12)
+    # the other route, lib.sensitivity's output Jacobians ∂ŷ_t/∂x0 = C_t Φ_t (reverse-mode
+    # one-step Jacobians, chained): the chain rule of the docstring with l' = 2 (ŷ - y)
+    from lib import sensitivity as S
+    for p in range(x0.shape[0]):
+        y_hat, K = S.initial_state_sensitivity(model.f, model.g, theta, x0[p], u)
+        for n in (1, 7, N):
+            grad = torch.einsum("tyx,ty->x", K[1 : n + 1], 2 * (y_hat[1 : n + 1] - y[:n])) / n
+            assert torch.allclose(out.gradient[p, n - 1], grad, atol=1e-12)
+            assert float(grad.abs().max()) > 1e-3  # not a trivial zero
     # per-sequence targets and the cross-entropy
     out_b = lip.initial_state_gradients(model, theta, x0, u, (y > 0).double()[:, None].expand(N, 5, 2),
                                         "bce")

@@ -212,7 +212,8 @@ async () => {
   result.codeText = Array.from(article.querySelectorAll('.cell_input')).map((e) => e.textContent).join('\n');
   result.outputText = Array.from(article.querySelectorAll('.cell_output')).map((e) => e.textContent).join('\n');
   result.figures = Array.from(article.querySelectorAll('img')).map((img) => ({
-    src: img.currentSrc || img.src, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
+    src: img.currentSrc || img.src, alt: img.getAttribute('alt') || '',
+    naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
     width: img.getBoundingClientRect().width,
     hidden: !img.offsetParent,
   }));
@@ -408,6 +409,19 @@ def test_no_figure_twice(browsed: dict) -> None:
                 found.append(f"{rel}: the same image twice ({fig['src'].rsplit('/', 1)[-1]})")
             seen[digest] = fig["src"]
     report("figures shown twice on a page", found)
+
+
+def test_every_figure_has_alt_text(browsed: dict) -> None:
+    """A screen reader reads a figure's alt text: it must describe the figure, not be
+    Sphinx's default (the image's file path, a hash) or a word or two."""
+    found = []
+    for rel, info in browsed["pages"].items():
+        for fig in info["figures"]:
+            alt = fig["alt"].strip()
+            name = fig["src"].rsplit("/", 1)[-1]
+            if "_images/" in alt or alt.endswith((".png", ".svg", ".jpg")) or len(alt.split()) < 4:
+                found.append(f"{rel}: figure {name} has alt text {alt!r}")
+    report("figures without a description (alt text)", found)
 
 
 def test_no_progress_bar_text(browsed: dict) -> None:
