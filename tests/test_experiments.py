@@ -115,9 +115,11 @@ def test_options_are_the_config_fields(capsys):
         for f in dataclasses.fields(module.Config):
             assert hasattr(args, f.name), (name, f.name)
             assert ("--" + f.name.replace("_", "-") + " ") in text, (name, f.name)
-        for option in ("--out", "--device", "--no-progress", "--no-resume", "--seeds",
-                       "--workers", "--executor"):
+        for option in ("--out", "--device", "--no-progress", "--no-resume"):
             assert option in text, (name, option)
+        for option in ("--seeds", "--sweep-field", "--workers", "--executor"):
+            # sweeps for the sequence tasks; a language-model run is hours at scale
+            assert (option in text) == (name != "language-model"), (name, option)
         assert ("--data" in text) == (name == "language-model")
     args = parser.parse_args(["symbol-classification", "--out", "x", "--windows", "1", "2", "3",
                               "4", "--shuffle", "true", "--lr", "0.01"])
@@ -326,7 +328,14 @@ def test_inline_sweep_skips_finished_seeds_and_refuses_another_config(
     out = tmp_path / "sweep"
     base = ["symbol-classification", "--out", str(out), *TINY]
     assert main([*base, "--seeds", "0", "1", "--executor", "inline"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"out": str(out), "seeds": [0, 1]}
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["out"] == str(out) and printed["seeds"] == [0, 1]
+    for seed in ("0", "1"):  # each seed's summary, as a single run prints it
+        assert printed["summaries"][seed] == {
+            k: v for k, v in experiments.load_run(out / f"seed_{seed}")["run"]["summary"].items()
+            if isinstance(v, (int, float, str))}
+    assert "seed 0: done (train_loss" in captured.err and "seed 1: done" in captured.err
     for s in (0, 1):
         info = json.loads((out / f"seed_{s}" / "run.json").read_text())
         assert info["config"]["seed"] == s and info["config"]["hidden"] == 6
@@ -350,7 +359,9 @@ def test_inline_sweep_skips_finished_seeds_and_refuses_another_config(
     assert calls == [2]
     assert (out / "seed_0" / "run.json").stat().st_mtime_ns == stamp
     assert json.loads((out / "sweep.json").read_text())["seeds"] == [0, 1, 2]
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert "seed 0: finished before, kept" in err and "seed 2: done" in err
+    assert "1 of 3 runs to train" in err
     # another configuration in the same folder is refused, naming --out, and runs nothing
     other = [*base, "--seeds", "3", "--executor", "inline"]
     other[other.index("--hidden") + 1] = "7"
@@ -663,14 +674,19 @@ def test_log_lines_rerun_hint_and_default_named(tmp_path, capsys):
     lines = [line for line in err.splitlines() if ": epoch " in line]
     assert [line.split(": epoch ")[1].split(":")[0] for line in lines] == ["1/2", "2/2"]
     assert "train_loss" in lines[0] and "val_loss" in lines[0] and "\r" not in err
+    files = {p.name: p.read_bytes() for p in out.iterdir()
+             if p.is_file() and not p.name.startswith(".")}  # not the lock, the invocations
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "already holds this run, finished: nothing to train" in err
     assert ": epoch " not in err
-    argv[argv.index("--epochs") + 1] = "3"  # more epochs: resumed, no such note
+    # a rerun that trains nothing leaves the run's files, timings included, as they were
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in files} == files
+    argv[argv.index("--epochs") + 1] = "3"  # more epochs: resumed, and it says so
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "already holds" not in err and "epoch 3/3" in err
+    assert "resuming this run after epoch 2 of 3" in err
     i = TINY.index("--windows")
     no_windows = TINY[:i] + TINY[i + 5:]
     bad = ["symbol-classification", "--out", str(tmp_path / "w"), *no_windows]
@@ -692,3 +708,33 @@ def test_language_model_takes_the_other_experiments_option_names(tmp_path, lm_da
                  "--data", str(lm_data)]) == 0
     cfg = experiments.load_run(out)["run"]["config"]
     assert (cfg["n_init"], cfg["lyap_steps"], cfg["std"]) == (2, 5, 3.5)
+
+
+def test_typos_and_abbreviations_are_refused_with_a_suggestion(tmp_path, capsys):
+    base = ["symbol-classification", "--out", str(tmp_path / "t"), *TINY]
+    err = exits_2([*base, "--hiden", "7"], capsys)
+    assert "unrecognized arguments: --hiden 7" in err and "did you mean --hidden?" in err
+    assert err.count("\n") <= 3  # the message is not buried under every option
+    err = exits_2([*base, "--hid", "7"], capsys)  # no silent abbreviation of --hidden
+    assert "unrecognized arguments: --hid 7" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_language_model_token_counts_and_the_authors_token_named(tmp_path, lm_data, capsys):
+    base = ["language-model", "--out", str(tmp_path / "x"), *TINY_LM, "--data", str(lm_data)]
+    err = exits_2([*base, "--train-tokens", "10"], capsys)
+    assert "argument --train-tokens: the training text has 10 tokens" in err
+    err = exits_2([*base, "--eval-tokens", "5"], capsys)
+    assert "argument --eval-tokens: the validation text has 5 tokens" in err
+    # the default tokens, on a text without "Valkyria" (as WikiText-2 without train.txt)
+    folder = tmp_path / "no_valkyria"
+    folder.mkdir()
+    for split in ("valid", "test"):
+        text = (lm_data / f"{split}.txt").read_text().replace("Valkyria", "Robert")
+        (folder / f"{split}.txt").write_text(text)
+    i = base.index("--orbit-tokens")
+    no_tokens = base[:i] + base[i + 3:-1] + [str(folder), "--missing-train", "valid-as-train"]
+    err = exits_2(no_tokens, capsys)
+    assert "argument --orbit-tokens (not given: its default):" in err
+    assert "pass --orbit-tokens is '<unk>'" in err
+    assert not (tmp_path / "x").exists()

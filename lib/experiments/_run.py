@@ -282,8 +282,10 @@ FIELD_HELP = {  # what each config field means, for --help
     "n_burn": "burn-in steps", "n_keep": "steps kept after the burn-in",
     "lyap_steps": "steps averaged for lambda_1 of the feedback map: the last ones of the "
                   "feedback orbits (must be < n_burn + n_keep)",
-    "missing_train": "without train.txt: error, or train on valid.txt",
-    "allow_synthetic": "train on the synthetic corpus when no WikiText-2 is found",
+    "missing_train": "without train.txt: error, or train on valid.txt (then the first "
+                     "half of test.txt validates and the second half tests)",
+    "allow_synthetic": "train on the synthetic corpus when no WikiText-2 is found "
+                       "(true/false)",
 }
 
 
@@ -423,7 +425,8 @@ def prepare(cfg: Any, out: str | Path | None, *, device, resume: bool,
             try:
                 done = load_checkpoint(ckpt, expected=identity(cfg))["epoch"]
             except CheckpointError as exc:
-                raise ConfigError("out", f"{exc}; choose another folder or --no-resume") from exc
+                raise ConfigError("out", f"{exc}; choose another folder (or --no-resume, which "
+                                         "replaces that run)") from exc
             if done > cfg.epochs:
                 raise ConfigError("epochs", f"{str(folder)!r} already holds {done} epochs of this "
                                             f"run; ask for at least {done} (or another folder)")
@@ -517,6 +520,9 @@ def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress,
             summary[f"{key}_drift_last"] = float(rec.drift[-1].max())
     if summarize is not None:
         summary.update(summarize(result))
+    if out is not None and result.epochs_run == 0 and (out / "run.json").is_file():
+        # a rerun of a finished run trained nothing: its files, timings included, stand
+        return RunResult(cfg, model, h, dict(recorders), summary, out)
     if out is not None:
         write_json(out / "history.json", h)
         orbits: dict[str, Any] = {}

@@ -169,13 +169,26 @@ def _prepare_data(cfg: Config, corpus: corpus_mod.Corpus, device):
     for field in ("orbit_inputs", "orbit_tokens"):
         missing = [w for w in getattr(cfg, field) if w not in d]
         if missing:
-            raise _run.ConfigError(field, f"{missing} not in the vocabulary of {corpus.source}")
+            hint = ""
+            if "Valkyria" in missing:
+                hint = ("; 'Valkyria' (the authors' choice) occurs only in WikiText-2's "
+                        "training split: without it, pass --orbit-tokens is '<unk>'")
+            raise _run.ConfigError(field, f"{missing} not in the vocabulary of "
+                                          f"{corpus.source}{hint}")
     train = corpus.train if cfg.train_tokens is None else corpus.train[: cfg.train_tokens]
     valid = corpus.valid if cfg.eval_tokens is None else corpus.valid[: cfg.eval_tokens]
     test = corpus.test if cfg.eval_tokens is None else corpus.test[: cfg.eval_tokens]
-    windows = [BPTTWindows(corpus_mod.batchify(data, bs, device), cfg.bptt)
-               for data, bs in ((train, cfg.batch_size), (valid, cfg.eval_batch_size),
-                                (test, cfg.eval_batch_size))]
+    windows = []
+    for split, data, bs, size_field, batch_field in (
+            ("training", train, cfg.batch_size, "train_tokens", "batch_size"),
+            ("validation", valid, cfg.eval_batch_size, "eval_tokens", "eval_batch_size"),
+            ("test", test, cfg.eval_batch_size, "eval_tokens", "eval_batch_size")):
+        if data.numel() < 2 * bs:  # batchify needs two tokens per stream
+            field = size_field if getattr(cfg, size_field) is not None else batch_field
+            raise _run.ConfigError(field, f"the {split} text has {data.numel()} tokens, too "
+                                          f"few for {bs} streams ({batch_field}) of at least "
+                                          "2 tokens each")
+        windows.append(BPTTWindows(corpus_mod.batchify(data, bs, device), cfg.bptt))
     return corpus, windows
 
 
@@ -226,7 +239,8 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
 
     def summarize(result) -> dict:
         test_loss = evaluate(lm, test, loss_fn, forward=forward, device=device)["loss"]
-        return {"test_loss": test_loss, "test_perplexity": math.exp(test_loss),
+        return {"val_perplexity": math.exp(result.history["val_loss"][-1]),
+                "test_loss": test_loss, "test_perplexity": math.exp(test_loss),
                 "vocabulary": V, "source": corpus.source,
                 "inputs": d.decode(input_ids), "tokens": list(cfg.orbit_tokens)}
 

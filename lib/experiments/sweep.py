@@ -18,7 +18,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -45,9 +45,12 @@ def _run_seed(module_name: str, cfg: Any, folder: str, device: str) -> dict | No
 
 def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor: str = "local",
           workers: int = 2, device: str = "cpu", field: str = "seed",
-          slurm: dict | None = None) -> dict[int, dict]:
+          slurm: dict | None = None,
+          notify: Callable[[str], None] | None = None) -> dict[int, dict]:
     """Run ``module.run`` for ``base`` with every seed of ``seeds``; return the summaries of
     the seeds this call ran or found finished (not those another process is running).
+    ``notify`` (optional) receives one line per seed as it is found finished, finishes,
+    or is left to another process.
 
     ``field`` is the config field the seeds go to: ``"seed"`` (data and weights), or
     ``"weight_seed"`` where the config has one (the same data, other initial weights).
@@ -83,20 +86,31 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
                              "seeds": sorted(set(seeds) | set(
                                  json.loads(marker.read_text())["seeds"] if marker.is_file()
                                  else []))})
+    say = notify or (lambda line: None)
     todo, results = [], {}
     for s in seeds:
         folder = out / f"seed_{s}"
         if (folder / "run.json").is_file():
             results[s] = json.loads((folder / "run.json").read_text())["summary"]
+            say(f"{field} {s}: finished before, kept ({_brief(results[s])})")
         else:
             todo.append((s, dataclasses.replace(base, **{field: s}), str(folder)))
+    if todo:
+        say(f"{len(todo)} of {len(seeds)} runs to train ({executor}"
+            + (f", {workers} at a time)" if executor != "inline" else ")"))
+
+    def finished(s: int, summary: dict | None) -> None:
+        if summary is None:
+            say(f"{field} {s}: left to another process that holds its folder")
+        else:
+            results[s] = summary
+            say(f"{field} {s}: done ({_brief(summary)})")
+
     if executor == "inline":
         threads = torch.get_num_threads()
         try:
             for s, cfg, folder in todo:
-                summary = _run_seed(module.__name__, cfg, folder, device)
-                if summary is not None:
-                    results[s] = summary
+                finished(s, _run_seed(module.__name__, cfg, folder, device))
         finally:
             torch.set_num_threads(threads)
         return dict(sorted(results.items()))
@@ -112,7 +126,12 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
         time.sleep(0.5)
         for item in [r for r in running if r[1].done()]:
             running.remove(item)
-            summary = item[1].result()  # re-raises a failed job's error
-            if summary is not None:
-                results[item[0]] = summary
+            finished(item[0], item[1].result())  # result() re-raises a failed job's error
     return dict(sorted(results.items()))
+
+
+def _brief(summary: dict) -> str:
+    """The final losses and accuracies of a run's summary, on one line."""
+    keys = [k for k in summary if k.startswith(("train_", "val_")) and not k.endswith("_items")]
+    return ", ".join(f"{k} {summary[k]:.4g}" for k in keys
+                     if isinstance(summary[k], (int, float))) or "no scores"
