@@ -738,3 +738,19 @@ def test_language_model_token_counts_and_the_authors_token_named(tmp_path, lm_da
     assert "argument --orbit-tokens (not given: its default):" in err
     assert "pass --orbit-tokens is '<unk>'" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_differences_table_says_what_unset_means_and_provenance_counts_threads():
+    from dataclasses import replace as _replace
+
+    from lib.experiments import language_model as lm_exp
+    from lib.experiments.results import provenance
+
+    live = _replace(lm_exp.PAPER, max_words=5000, eval_tokens=30000)
+    table = experiments.differences_table(lm_exp.PAPER, live)
+    assert "| `max_words` | all words | `5000` |" in table
+    assert "| `eval_tokens` | the whole splits | `30000` |" in table
+    assert "None" not in table
+    line = provenance({"commit": "a" * 40, "device": "cpu: x86_64, 1 threads",
+                       "experiment": "sine", "config": {"model": "lstm"}, "wall_seconds": 60})
+    assert "cpu: x86_64, 1 thread," in line and "1 threads" not in line

@@ -218,14 +218,25 @@ def differences(paper: Any, live: Any) -> list[tuple[str, Any, Any]]:
     return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
 
 
+# What an unset (None) field means, in words, for the tables of differences.
+NONE_MEANS = {"max_words": "all words", "train_tokens": "the whole split",
+              "eval_tokens": "the whole splits", "modrelu_bias": "the layer's own",
+              "weight_seed": "the seed's"}
+
+
 def differences_table(paper: Any, live: Any, *, live_name: str = "this page") -> str:
-    """A Markdown table of :func:`differences`: field, the authors' value, ``live``'s value."""
-    def fmt(v):  # as code, so that "<unk>" and the like print as they are
+    """A Markdown table of :func:`differences`: field, the authors' value, ``live``'s value.
+
+    An unset field reads as its meaning (:data:`NONE_MEANS`: "all words", ...), not "None".
+    """
+    def fmt(v, field):  # as code, so that "<unk>" and the like print as they are
+        if v is None:
+            return NONE_MEANS.get(field, "unset")
         if isinstance(v, list):
             return ", ".join(f"`{x}`" for x in v)
         return f"`{v:g}`" if isinstance(v, float) else f"`{v}`"
 
-    rows = [f"| `{k}` | {fmt(a)} | {fmt(b)} |" for k, a, b in differences(paper, live)]
+    rows = [f"| `{k}` | {fmt(a, k)} | {fmt(b, k)} |" for k, a, b in differences(paper, live)]
     head = f"| field | the authors' configuration | {live_name} |\n|---|---|---|"
     return "\n".join([head, *rows]) if rows else "The two configurations are equal."
 
@@ -357,7 +368,8 @@ def device_name(device: str | torch.device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(dev)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"cpu: {platform.processor() or platform.machine()}, {n} thread{'s' * (n != 1)}"
 
 
 def write_json(path: Path, obj: Any) -> None:

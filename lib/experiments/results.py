@@ -163,7 +163,8 @@ def provenance(run: Mapping[str, Any]) -> str:
     seconds = run.get("train_record_seconds", run.get("wall_seconds", float("nan")))
     cfg = run.get("config", {})
     what = f"{run.get('experiment', '?')} {cfg.get('model', '')}".strip()
-    return (f"saved run ({what}): commit {short}, {run.get('device', '?')}, "
+    device = str(run.get("device", "?")).replace(", 1 threads", ", 1 thread")  # older runs
+    return (f"saved run ({what}): commit {short}, {device}, "
             f"torch {run.get('torch', '?')}, {float(seconds) / 60:.1f} min of training "
             "and recording")
 
