@@ -754,3 +754,14 @@ def test_differences_table_says_what_unset_means_and_provenance_counts_threads()
     line = provenance({"commit": "a" * 40, "device": "cpu: x86_64, 1 threads",
                        "experiment": "sine", "config": {"model": "lstm"}, "wall_seconds": 60})
     assert "cpu: x86_64, 1 thread," in line and "1 threads" not in line
+
+
+def test_slurm_sweep_off_a_cluster_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = tmp_path / "sw"
+    err = exits_2(["symbol-classification", "--out", str(out), *TINY, "--seeds", "0",
+                   "--executor", "slurm"], capsys)
+    assert "argument --executor: slurm needs a Slurm cluster" in err
+    assert not out.exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -60,6 +61,9 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
     """
     if executor not in EXECUTORS:
         raise _run.ConfigError("executor", f"must be one of {EXECUTORS}, got {executor!r}")
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        raise _run.ConfigError("executor", "slurm needs a Slurm cluster (no sbatch command "
+                                           "here); use local on this machine")
     if not (isinstance(workers, int) and not isinstance(workers, bool) and workers > 0):
         raise _run.ConfigError("workers", f"must be a positive integer, got {workers!r}")
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
