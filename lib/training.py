@@ -1005,7 +1005,7 @@ def train(
                 bar.update(1)
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in row if k.startswith(("train_", "val_"))})
             elif progress == "lines":
-                scores = ", ".join(f"{k} {row[k]:.4g}" for k in row
+                scores = ", ".join(f"{k} {row[k]:.4f}" for k in row
                                    if k.startswith(("train_", "val_")) and k[-6:] != "_items")
                 print(f"{desc}: epoch {epoch}/{epochs}: {scores}; {seconds:.1f} s, records "
                       f"{row['record_seconds']:.1f} s", file=sys.stderr, flush=True)

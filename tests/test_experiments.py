@@ -450,6 +450,29 @@ def test_language_model_refuses_the_synthetic_fallback_unless_asked():
     assert err.value.field == "data"
 
 
+def test_language_model_without_data_is_an_error_not_a_fallback_warning(monkeypatch):
+    """Without --allow-synthetic the loader is asked for no fallback: one clear error naming
+    --data, and no warning about a fallback that will not be used."""
+    import warnings
+
+    asked = {}
+
+    def loader(root=None, *, missing_train="error", download=True, fallback=True):
+        asked["fallback"] = fallback
+        if not fallback:
+            raise FileNotFoundError("no WikiText-2 folder; download failed: offline")
+        raise AssertionError("the fallback must not be asked for")
+
+    monkeypatch.setattr(C, "load_wikitext2", loader)
+    cfg = dataclasses.replace(language_model.PAPER, allow_synthetic=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConfigError, match="--allow-synthetic true") as err:
+            language_model.run(cfg, None)
+    assert err.value.field == "data" and asked == {"fallback": False}
+    assert "download failed: offline" in str(err.value)
+
+
 def test_every_option_says_what_it_means():
     """--help describes every config field, not just its default."""
     from lib.experiments._run import FIELD_HELP

@@ -40,14 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             fields = [f.name for f in dataclasses.fields(module.Config) if "seed" in f.name]
             p.add_argument("--seeds", type=int, nargs="+", default=None,
-                           help="a sweep: one run per seed in OUT/seed_<s> (resumable)")
+                           help="a sweep: one run per seed in OUT/seed_<s> (resumable); default: no "
+                                "sweep, one run")
             p.add_argument("--sweep-field", default="seed", choices=fields,
                            help="sweep: the config field the seeds go to: seed (data and "
                                 "weights)" + (", or weight_seed (other initial weights, the "
-                                              "same data)" if "weight_seed" in fields else ""))
-            p.add_argument("--workers", type=int, default=2, help="sweep: runs at a time")
+                                              "same data)" if "weight_seed" in fields else "")
+                                + "; default: seed")
+            p.add_argument("--workers", type=int, default=2, help="sweep: runs at a time; default: 2")
             p.add_argument("--executor", default="local", choices=("local", "slurm", "inline"),
-                           help="sweep: submitit's local executor, Slurm, or this process")
+                           help="sweep: submitit's local executor (subprocesses), "
+                                "Slurm, or inline (this process, one run after another); "
+                                "default: local")
         if name == "language-model":
             p.add_argument("--data", default=None, help="WikiText-2 folder (default: lookup)")
     return parser
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
         if finished:
             print(f"{args.out} already holds this run, finished: nothing to train, its files "
-                  "are left as they are; the summary below is the run's (more --epochs "
+                  "are left as they are; the summary printed is the run's (more --epochs "
                   "extend it; --no-resume trains it again from scratch, replacing it)",
                   file=sys.stderr, flush=True)
         result = module.run(cfg, args.out, **kwargs)

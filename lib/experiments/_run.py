@@ -221,7 +221,7 @@ def differences(paper: Any, live: Any) -> list[tuple[str, Any, Any]]:
 # What an unset (None) field means, in words, for the tables of differences.
 NONE_MEANS = {"max_words": "all words", "train_tokens": "the whole split",
               "eval_tokens": "the whole splits", "modrelu_bias": "the layer's own",
-              "weight_seed": "the seed's"}
+              "weight_seed": "the value of seed"}
 
 
 def differences_table(paper: Any, live: Any, *, live_name: str = "this page") -> str:
@@ -275,17 +275,17 @@ FIELD_HELP = {  # what each config field means, for --help
     "lyapunov_init": "initial states for lambda_1 per input (0: no lambda_1)",
     "lyapunov_std": "their standard deviation", "lyapunov_steps": "QR steps averaged",
     "lyapunov_transient": "steps before averaging", "seed": "seed of data and weights",
-    "weight_seed": "seed of the initial weights and batch order ('none': --seed)",
+    "weight_seed": "seed of the initial weights and batch order",
     "windows": "the two windows A1 B1 A2 B2 where the symbols sit",
     "orbit_inputs": "constant inputs of the orbits",
     "n_embed": "embedding size", "n_hidden": "hidden units", "dropout": "dropout probability",
     "bptt": "truncated-BPTT window (steps)", "eval_batch_size": "streams when evaluating",
     "patience": "ReduceLROnPlateau patience (epochs)", "factor": "ReduceLROnPlateau factor",
     "orthogonal_lr_factor": "oRNN: learning rate of W relative to lr",
-    "modrelu_bias": "oRNN: initial modReLU bias ('none': the layer's own)",
-    "max_words": "vocabulary cap ('none': all words)",
-    "train_tokens": "use the first tokens of the training split only",
-    "eval_tokens": "use the first tokens of the evaluation splits only",
+    "modrelu_bias": "oRNN: initial modReLU bias",
+    "max_words": "vocabulary cap",
+    "train_tokens": "use only the first N tokens of the training split",
+    "eval_tokens": "use only the first N tokens of each evaluation split",
     "n_random_inputs": "seeded random words among the constant inputs",
     "orbit_tokens": "words whose logits are projected", "projection":
     "decoder_mean (the authors': mean decoder output and logits) or hidden_mean",
@@ -298,6 +298,17 @@ FIELD_HELP = {  # what each config field means, for --help
     "allow_synthetic": "train on the synthetic corpus when no WikiText-2 is found "
                        "(true/false)",
 }
+
+
+def _shown(field: str, value: Any) -> str:
+    """A default as one types it on the command line (words for an unset field)."""
+    if value is None:
+        return NONE_MEANS.get(field, "unset")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value)
+    return str(value)
 
 
 def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequence] = {},
@@ -313,7 +324,8 @@ def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequenc
         default = f.default
         what = help.get(f.name, FIELD_HELP.get(f.name, ""))
         kw: dict[str, Any] = {"dest": f.name, "default": None,
-                              "help": f"{what}{'; ' if what else ''}default: {default!r}"}
+                              "help": f"{what}{'; ' if what else ''}default: "
+                                      f"{_shown(f.name, default)}"}
         if nargs:
             kw["nargs"] = nargs
         if f.name in choices:
@@ -322,7 +334,8 @@ def add_config_arguments(parser, config_cls: type, choices: Mapping[str, Sequenc
         if type(None) in typing.get_args(hints[f.name]):
             inner = kw["type"]
             kw["type"] = lambda s, inner=inner: None if s.lower() == "none" else inner(s)
-            kw["help"] += " ('none' to unset)"
+            kw["help"] += (" (or 'none')" if default is None
+                           else f"; 'none': {NONE_MEANS.get(f.name, 'unset')}")
         names = ["--" + f.name.replace("_", "-"), *aliases.get(f.name, ())]
         parser.add_argument(*names, **kw)
 

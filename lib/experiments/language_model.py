@@ -207,7 +207,15 @@ def run(cfg: Config, out=None, *, corpus: corpus_mod.Corpus | None = None, data=
     """
     folder = _run.prepare(cfg, out, device=device, resume=resume)
     if corpus is None:
-        corpus = corpus_mod.load_wikitext2(data, missing_train=cfg.missing_train)
+        try:  # without --allow-synthetic no fallback, so no warning about one: an error
+            corpus = corpus_mod.load_wikitext2(data, missing_train=cfg.missing_train,
+                                               fallback=cfg.allow_synthetic)
+        except FileNotFoundError as exc:
+            if data is not None:
+                raise
+            raise _run.ConfigError("data", f"{exc}; give its folder with --data or "
+                                           "$RNN_BOOK_DATA, or pass --allow-synthetic true "
+                                           "to train on the small synthetic stand-in") from exc
     if corpus.source.startswith("synthetic") and not cfg.allow_synthetic:
         raise _run.ConfigError("data", "no WikiText-2 corpus was found (give its folder with "
                                        "--data or $RNN_BOOK_DATA); to train on the small "

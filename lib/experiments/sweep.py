@@ -137,5 +137,5 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
 def _brief(summary: dict) -> str:
     """The final losses and accuracies of a run's summary, on one line."""
     keys = [k for k in summary if k.startswith(("train_", "val_")) and not k.endswith("_items")]
-    return ", ".join(f"{k} {summary[k]:.4g}" for k in keys
+    return ", ".join(f"{k} {summary[k]:.4f}" for k in keys
                      if isinstance(summary[k], (int, float))) or "no scores"
