@@ -494,11 +494,10 @@ def train_and_save(cfg: Any, out: Path | None, model: nn.Module, *, experiment: 
 PROVENANCE = ".invocations.json"  # every invocation on an output folder, resumes included
 
 
-def _invocations(out: Path | None, resume: bool) -> tuple[dict[str, Any], Callable]:
+def _invocations(out: Path | None, resume: bool, t0: float) -> tuple[dict[str, Any], Callable]:
     """The folder's record of invocations, counted with this one, and a callback that
     keeps its cumulative wall time current after every epoch (a killed invocation's time
-    counts too)."""
-    t0 = time.perf_counter()
+    counts too); ``t0`` is the invocation's start (``time.perf_counter``)."""
     if out is None:
         state = {"invocations": 1, "resumes": 0, "previous_wall_seconds": 0.0}
         return state, lambda *a: None
@@ -529,7 +528,7 @@ def _invocations(out: Path | None, resume: bool) -> tuple[dict[str, Any], Callab
 def _train_and_save(cfg, out, model, *, experiment, recorders, device, progress, resume,
                     summarize, **train_kwargs) -> RunResult:
     t0 = time.perf_counter()
-    invocations, update = _invocations(out, resume)
+    invocations, update = _invocations(out, resume, t0)
     train_kwargs["callbacks"] = [*train_kwargs.get("callbacks", ()), update]
     result = train(model, epochs=cfg.epochs, lr=cfg.lr, clip=cfg.clip,
                    recorders=list(recorders.values()),
