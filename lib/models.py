@@ -770,6 +770,14 @@ def make_rnn(name: str, input_size: int, hidden_size: int, *,
     return cls(input_size, hidden_size)
 
 
+def _most_probable(h: Tensor, logits: Tensor) -> Tensor:
+    """The arg-max word of ``logits`` computed from ``h``; ``ValueError`` for a NaN in ``h``
+    (arg-max would pick a word anyway)."""
+    if bool(torch.isnan(h).any()):
+        raise ValueError("h holds NaN entries: the most probable word is undefined")
+    return logits.argmax(-1)
+
+
 class LanguageModel(nn.Module):
     """Word-level language model: embedding, dropout, one recurrent layer, dropout, decoder.
 
@@ -864,10 +872,7 @@ class LanguageModel(nn.Module):
         A NaN anywhere in ``h`` raises ``ValueError`` (arg-max would pick a word anyway);
         checked on ``h``, 20 times smaller than the logits (this runs at every step of a
         feedback orbit)."""
-        logits = self.readout(h)
-        if bool(torch.isnan(h).any()):
-            raise ValueError("h holds NaN entries: the most probable word is undefined")
-        return logits.argmax(-1)
+        return _most_probable(h, self.readout(h))
 
     def token_map(self, *, pack: bool = True) -> Callable[[Tensor], Tensor]:
         """:meth:`feedback_token` for a loop over fixed weights: ``h (..., H) -> ids (...)``.
@@ -883,9 +888,7 @@ class LanguageModel(nn.Module):
 
         def token(h: Tensor) -> Tensor:
             check_tensor("h", h, floating=True, last=H, finite=False, what=f"(..., {H})")
-            if bool(torch.isnan(h).any()):
-                raise ValueError("h holds NaN entries: the most probable word is undefined")
-            return decode(h.to(self.decoder.weight.dtype)).argmax(-1)
+            return _most_probable(h, decode(h.to(self.decoder.weight.dtype)))
 
         token.decode = decode  # whether the decoder is packed: token.decode.packed
         return token

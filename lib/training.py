@@ -853,6 +853,14 @@ class TrainResult:
     epochs_run: int
 
 
+def scores_line(scores: Mapping[str, Any]) -> str:
+    """``"train_loss 1.4047, val_loss 1.3753, ..."``: the losses and metrics of a history row
+    or a run's summary (keys ``train_*`` / ``val_*``, not the item counts), for one-line logs."""
+    return ", ".join(f"{k} {v:.4f}" for k, v in scores.items()
+                     if k.startswith(("train_", "val_")) and not k.endswith("_items")
+                     and isinstance(v, (int, float))) or "no scores"
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[Any, Any], Tensor],
@@ -1005,10 +1013,8 @@ def train(
                 bar.update(1)
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in row if k.startswith(("train_", "val_"))})
             elif progress == "lines":
-                scores = ", ".join(f"{k} {row[k]:.4f}" for k in row
-                                   if k.startswith(("train_", "val_")) and k[-6:] != "_items")
-                print(f"{desc}: epoch {epoch}/{epochs}: {scores}; {seconds:.1f} s, records "
-                      f"{row['record_seconds']:.1f} s", file=sys.stderr, flush=True)
+                print(f"{desc}: epoch {epoch}/{epochs}: {scores_line(row)}; {seconds:.1f} s, "
+                      f"records {row['record_seconds']:.1f} s", file=sys.stderr, flush=True)
             for cb in callbacks:
                 cb(epoch, history)
     finally:

@@ -746,9 +746,11 @@ def test_typos_and_abbreviations_are_refused_with_a_suggestion(tmp_path, capsys)
 def test_language_model_token_counts_and_the_authors_token_named(tmp_path, lm_data, capsys):
     base = ["language-model", "--out", str(tmp_path / "x"), *TINY_LM, "--data", str(lm_data)]
     err = exits_2([*base, "--train-tokens", "10"], capsys)
-    assert "argument --train-tokens: the training text has 10 tokens" in err
+    assert "argument --train-tokens: the training text: data has 10 tokens" in err
+    assert "(batch_size)" in err
     err = exits_2([*base, "--eval-tokens", "5"], capsys)
-    assert "argument --eval-tokens: the validation text has 5 tokens" in err
+    assert "argument --eval-tokens: the validation text: data has 5 tokens" in err
+    assert "(eval_batch_size)" in err
     # the default tokens, on a text without "Valkyria" (as WikiText-2 without train.txt)
     folder = tmp_path / "no_valkyria"
     folder.mkdir()

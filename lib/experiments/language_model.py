@@ -183,12 +183,12 @@ def _prepare_data(cfg: Config, corpus: corpus_mod.Corpus, device):
             ("training", train, cfg.batch_size, "train_tokens", "batch_size"),
             ("validation", valid, cfg.eval_batch_size, "eval_tokens", "eval_batch_size"),
             ("test", test, cfg.eval_batch_size, "eval_tokens", "eval_batch_size")):
-        if data.numel() < 2 * bs:  # batchify needs two tokens per stream
+        try:  # batchify's rule: at least two tokens per stream
+            streams = corpus_mod.batchify(data, bs, device)
+        except ValueError as exc:
             field = size_field if getattr(cfg, size_field) is not None else batch_field
-            raise _run.ConfigError(field, f"the {split} text has {data.numel()} tokens, too "
-                                          f"few for {bs} streams ({batch_field}) of at least "
-                                          "2 tokens each")
-        windows.append(BPTTWindows(corpus_mod.batchify(data, bs, device), cfg.bptt))
+            raise _run.ConfigError(field, f"the {split} text: {exc} ({batch_field})") from exc
+        windows.append(BPTTWindows(streams, cfg.bptt))
     return corpus, windows
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..training import scores_line
 from . import _run
 
 EXECUTORS = ("local", "slurm", "inline")
@@ -96,7 +97,7 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
         folder = out / f"seed_{s}"
         if (folder / "run.json").is_file():
             results[s] = json.loads((folder / "run.json").read_text())["summary"]
-            say(f"{field} {s}: finished before, kept ({_brief(results[s])})")
+            say(f"{field} {s}: finished before, kept ({scores_line(results[s])})")
         else:
             todo.append((s, dataclasses.replace(base, **{field: s}), str(folder)))
     if todo:
@@ -108,7 +109,7 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
             say(f"{field} {s}: left to another process that holds its folder")
         else:
             results[s] = summary
-            say(f"{field} {s}: done ({_brief(summary)})")
+            say(f"{field} {s}: done ({scores_line(summary)})")
 
     if executor == "inline":
         threads = torch.get_num_threads()
@@ -133,9 +134,3 @@ def sweep(module, base: Any, seeds: Sequence[int], out: str | Path, *, executor:
             finished(item[0], item[1].result())  # result() re-raises a failed job's error
     return dict(sorted(results.items()))
 
-
-def _brief(summary: dict) -> str:
-    """The final losses and accuracies of a run's summary, on one line."""
-    keys = [k for k in summary if k.startswith(("train_", "val_")) and not k.endswith("_items")]
-    return ", ".join(f"{k} {summary[k]:.4f}" for k in keys
-                     if isinstance(summary[k], (int, float))) or "no scores"

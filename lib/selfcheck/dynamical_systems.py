@@ -13,7 +13,7 @@ import torch
 
 from lib.dynamics import fixed_points, lyapunov_spectrum
 from lib.models import LSTM, ElmanRNN
-from lib.selfcheck import as_tensor, register
+from lib.selfcheck import as_number, as_tensor, register
 
 _DT = torch.float64
 W0 = ((-1.5, 3.6), (-1.3, -3.3))
@@ -145,7 +145,7 @@ def _flip_point() -> float:
                "the fixed point, found with fixed_points",
           expects="a float, s* where the fixed point's spectral radius reaches 1")
 def _flip(answer) -> None:
-    s = float(answer)
+    s = as_number(answer, "s*")
     ref = _flip_point()
     assert abs(s - ref) < 5e-4, (f"s* = {s:.4f} is not where the spectral radius reaches 1 "
                                  "(||s W0||_2 = 1 is a sufficient condition for a contraction, "

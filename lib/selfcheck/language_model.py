@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from lib.selfcheck import call_answer, register
+from lib.selfcheck import as_number, call_answer, register
 
 __all__ = ["unigram_perplexity_reference", "modrelu_derivative_reference", "phi_max"]
 
@@ -103,7 +103,7 @@ def _modrelu_derivative(answer) -> None:
     expects="a float, the largest phi for the radii (0.395, 0.155, 0.198, 0.395)",
 )
 def _phi_max(answer) -> None:
-    got = float(answer)
+    got = as_number(answer, "phi")
     want = phi_max((0.395, 0.155, 0.198, 0.395))
     if abs(got - phi_max((0.395, 0.155, 0.099, 0.395))) < 2e-3:
         raise AssertionError(f"{got:.4f} is the value for the stable LSTM's own radii; "
