@@ -34,20 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
         p.add_argument("--no-progress", action="store_true",
                        help="no progress bar (on a terminal) or per-epoch lines (otherwise)")
-        p.add_argument("--no-resume", action="store_true", help="start afresh, replacing a run already in --out")
+        p.add_argument("--no-resume", action="store_true",
+                       help="start afresh, replacing a run already in --out")
         if name == "language-model":  # no sweeps: one run is hours at the paper's scale
             p.set_defaults(seeds=None, sweep_field="seed", workers=2, executor="local")
         else:
             fields = [f.name for f in dataclasses.fields(module.Config) if "seed" in f.name]
             p.add_argument("--seeds", type=int, nargs="+", default=None,
-                           help="a sweep: one run per seed in OUT/seed_<s> (resumable); default: no "
-                                "sweep, one run")
+                           help="a sweep: one run per seed in OUT/seed_<s> (resumable); "
+                                "default: no sweep, one run")
             p.add_argument("--sweep-field", default="seed", choices=fields,
                            help="sweep: the config field the seeds go to: seed (data and "
                                 "weights)" + (", or weight_seed (other initial weights, the "
                                               "same data)" if "weight_seed" in fields else "")
                                 + "; default: seed")
-            p.add_argument("--workers", type=int, default=2, help="sweep: runs at a time; default: 2")
+            p.add_argument("--workers", type=int, default=2,
+                           help="sweep: runs at a time; default: 2")
             p.add_argument("--executor", default="local", choices=("local", "slurm", "inline"),
                            help="sweep: submitit's local executor (subprocesses), "
                                 "Slurm, or inline (this process, one run after another); "
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "language-model":
             p.add_argument("--data", default=None, help="WikiText-2 folder (default: lookup)")
     return parser
+
+
+def _printable(summary: dict) -> dict:
+    """The numbers and strings of a run's summary: the final line the command prints."""
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
 
 
 def _checkpoint_epoch(cfg, out: Path) -> int | None:
@@ -113,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                               field=args.sweep_field,
                               notify=lambda line: print(line, file=sys.stderr, flush=True))
             print(json.dumps({"out": args.out, "seeds": sorted(summaries), "summaries": {
-                str(s): {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
-                for s, summary in summaries.items()}}))
+                str(s): _printable(summary) for s, summary in summaries.items()}}))
             return 0
         done = None if args.no_resume else _checkpoint_epoch(cfg, Path(args.out))
         finished = done == cfg.epochs and (Path(args.out) / "run.json").is_file()
@@ -141,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.error(f"argument --{option}{default}: {str(exc).split(': ', 1)[1]}")
     except FileNotFoundError as exc:
         sub.error(f"argument --data: {exc}" if getattr(args, "data", None) else str(exc))
-    print(json.dumps({"out": str(result.out), **{k: v for k, v in result.summary.items()
-                                                  if isinstance(v, (int, float, str))}}))
+    print(json.dumps({"out": str(result.out), **_printable(result.summary)}))
     return 0
 
 
